@@ -1,0 +1,1 @@
+"""relbank: a relationship bank balance per customer."""

@@ -1,0 +1,57 @@
+"""Synthetic customers and moments: for `relbank dev --demo`, benchmarks and soak tests."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from service.domain.policy import Policy
+
+# Customer temperaments: how likely a moment is to be a good one.
+_PROFILES = {"delighted": 0.85, "steady": 0.6, "rocky": 0.35, "churning": 0.12}
+
+
+def demo_events(
+    policy: Policy,
+    *,
+    customers: int = 300,
+    events_per_customer: int = 12,
+    days: int = 180,
+    seed: int = 7,
+    now: datetime | None = None,
+    source: str = "demo",
+) -> list[dict[str, Any]]:
+    """CloudEvents for `customers` customers over the last `days` days, oldest first."""
+    rng = random.Random(seed)
+    now = now or datetime.now(UTC)
+    good = [t for t, m in policy.moments.items() if m.weight is not None and m.weight > 0]
+    bad = [t for t, m in policy.moments.items() if m.weight is not None and m.weight < 0]
+    banded = [t for t, m in policy.moments.items() if m.bands]
+    events: list[dict[str, Any]] = []
+    for c in range(customers):
+        customer = f"cust-{c:05d}"
+        luck = _PROFILES[rng.choice(list(_PROFILES))]
+        for n in range(rng.randint(max(1, events_per_customer // 2), events_per_customer * 3 // 2)):
+            at = now - timedelta(seconds=rng.uniform(0, days * 86_400))
+            data: dict[str, Any] = {}
+            if banded and rng.random() < 0.15:
+                type_ = rng.choice(banded)
+                data["score"] = round(min(10, max(0, rng.gauss(10 * luck, 2.5))))
+            else:
+                type_ = rng.choice(good if rng.random() < luck else bad)
+                if rng.random() < 0.2:
+                    data["magnitude"] = round(rng.uniform(0.5, 2.0), 2)
+            event: dict[str, Any] = {
+                "specversion": "1.0",
+                "id": f"{customer}-{n:04d}",
+                "source": source,
+                "type": type_,
+                "subject": customer,
+                "time": at.isoformat().replace("+00:00", "Z"),
+            }
+            if data:
+                event["data"] = data
+            events.append(event)
+    events.sort(key=lambda e: e["time"])
+    return events

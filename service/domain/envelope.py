@@ -1,0 +1,244 @@
+"""CloudEvents 1.0 envelope: the rules of DESIGN §1, each broken rule with its own reason code.
+
+Pure: no I/O. Decoding bytes, validating, and computing the content hash used for conflict
+detection all live here so HTTP and Kafka share one definition of "valid".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_EVENT_BYTES = 64 * 1024
+MAX_MAGNITUDE = 1000.0
+RESERVED_SOURCE = "relbank"
+
+
+class Reason(StrEnum):
+    """Reason codes for a rejected event (HTTP `reason`, Kafka `relbank-error` header)."""
+
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    TOO_LARGE = "too_large"
+    MISSING_ATTRIBUTE = "missing_attribute"
+    BAD_SPECVERSION = "bad_specversion"
+    BAD_ATTRIBUTE = "bad_attribute"
+    BAD_SUBJECT = "bad_subject"
+    BAD_TIME = "bad_time"
+    FUTURE_TIME = "future_time"
+    BAD_DATA = "bad_data"
+    BAD_MAGNITUDE = "bad_magnitude"
+    BAD_HEADERS = "bad_headers"
+    RESERVED_SOURCE = "reserved_source"
+    CONFLICT = "conflict"
+
+
+class InvalidEvent(Exception):
+    """An envelope that breaks a rule; `reason` is the code, `detail` says what and where."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+_Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+_Type = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+_Subject = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class CloudEvent(BaseModel):
+    """The interaction-event envelope; `schemas/interaction-event.schema.json` comes from it."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        title="relbank interaction event (CloudEvents 1.0)",
+        json_schema_extra={
+            "description": "A moment that matters for a customer, as a CloudEvents 1.0 structured "
+            "event. Extension attributes are accepted and kept."
+        },
+    )
+
+    specversion: Annotated[str, Field(pattern=r"^1\.0$", description='Always "1.0".')]
+    id: Annotated[_Id, Field(description="Unique within `source`.")]
+    source: Annotated[_Id, Field(description="The producing system, e.g. `zendesk`.")]
+    type: Annotated[_Type, Field(description="The moment type, looked up in the policy.")]
+    subject: Annotated[
+        _Subject,
+        Field(pattern=r"^[^\x00-\x1f\x7f-\x9f]+$", description="The customer id."),
+    ]
+    time: Annotated[
+        datetime,
+        Field(description="RFC 3339 with offset: when the moment happened."),
+    ]
+    data: Annotated[
+        dict[str, Any] | None,
+        Field(
+            default=None,
+            description="Optional object; `magnitude` (0..1000, default 1) scales the weight.",
+            json_schema_extra={
+                "properties": {
+                    "magnitude": {"type": "number", "minimum": 0, "maximum": MAX_MAGNITUDE}
+                }
+            },
+        ),
+    ]
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A valid interaction event, ready to weigh and store."""
+
+    source: str
+    id: str
+    type: str
+    customer_id: str
+    time: datetime
+    effective_at: datetime
+    received_at: datetime
+    magnitude: float
+    data: dict[str, Any] | None
+    envelope: dict[str, Any]
+    content_hash: bytes
+
+
+_REQUIRED = ("specversion", "id", "source", "type", "subject", "time")
+_STRING_LIMITS = {"id": 256, "source": 256, "type": 128, "subject": 128}
+
+
+def decode_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(Reason.NOT_JSON, f"body is not valid JSON: {exc}") from None
+
+
+def parse_time(value: Any) -> datetime:
+    """RFC 3339 with a mandatory offset (`Z` or `±hh:mm`)."""
+    if not isinstance(value, str):
+        raise InvalidEvent(Reason.BAD_TIME, "`time` must be an RFC 3339 string")
+    text = value.strip()
+    # RFC 3339 requires the T separator (or space) and an explicit offset.
+    if len(text) < 20 or text[10] not in "Tt ":
+        raise InvalidEvent(Reason.BAD_TIME, f"`time` {value!r} is not RFC 3339")
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise InvalidEvent(Reason.BAD_TIME, f"`time` {value!r} is not RFC 3339") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise InvalidEvent(Reason.BAD_TIME, f"`time` {value!r} has no UTC offset")
+    return parsed
+
+
+def content_hash(envelope: dict[str, Any]) -> bytes:
+    """Digest of the canonical encoding: two events with the same (source, id) are duplicates
+    when this matches and a conflict when it does not."""
+    return hashlib.sha256(orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def _check_string(envelope: dict[str, Any], name: str) -> str:
+    value = envelope[name]
+    if not isinstance(value, str):
+        raise InvalidEvent(Reason.BAD_ATTRIBUTE, f"`{name}` must be a string")
+    if not 1 <= len(value) <= _STRING_LIMITS[name]:
+        raise InvalidEvent(
+            Reason.BAD_ATTRIBUTE, f"`{name}` must be 1-{_STRING_LIMITS[name]} characters"
+        )
+    return value
+
+
+def _magnitude(data: dict[str, Any] | None) -> float:
+    if data is None or "magnitude" not in data:
+        return 1.0
+    value = data["magnitude"]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidEvent(Reason.BAD_MAGNITUDE, "`data.magnitude` must be a number")
+    magnitude = float(value)
+    if not math.isfinite(magnitude) or not 0 <= magnitude <= MAX_MAGNITUDE:
+        raise InvalidEvent(
+            Reason.BAD_MAGNITUDE, f"`data.magnitude` must be between 0 and {MAX_MAGNITUDE:g}"
+        )
+    return magnitude
+
+
+def validate(
+    envelope: Any,
+    *,
+    received_at: datetime,
+    max_future_skew: timedelta,
+    encoded_size: int | None = None,
+    internal: bool = False,
+) -> Event:
+    """Check one decoded envelope against every rule of DESIGN §1.
+
+    `internal` admits the reserved source `relbank` (segment changes made through the API);
+    producers may not write events in relbank's name.
+    """
+    if not isinstance(envelope, dict):
+        raise InvalidEvent(Reason.NOT_OBJECT, "an event must be a JSON object")
+    size = encoded_size if encoded_size is not None else len(orjson.dumps(envelope))
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent(
+            Reason.TOO_LARGE, f"event is {size} bytes encoded; the limit is {MAX_EVENT_BYTES}"
+        )
+    missing = [name for name in _REQUIRED if envelope.get(name) is None]
+    if missing:
+        raise InvalidEvent(
+            Reason.MISSING_ATTRIBUTE, f"missing required attribute(s): {', '.join(missing)}"
+        )
+    if envelope["specversion"] != "1.0":
+        raise InvalidEvent(Reason.BAD_SPECVERSION, '`specversion` must be "1.0"')
+    source, event_id, type_ = (_check_string(envelope, n) for n in ("source", "id", "type"))
+    if source == RESERVED_SOURCE and not internal:
+        raise InvalidEvent(
+            Reason.RESERVED_SOURCE, f"`source` {RESERVED_SOURCE!r} is reserved for relbank itself"
+        )
+    subject = envelope["subject"]
+    if not isinstance(subject, str) or not 1 <= len(subject) <= _STRING_LIMITS["subject"]:
+        raise InvalidEvent(Reason.BAD_SUBJECT, "`subject` (customer id) must be 1-128 characters")
+    if any(unicodedata.category(ch) == "Cc" for ch in subject):
+        raise InvalidEvent(Reason.BAD_SUBJECT, "`subject` contains control characters")
+    time = parse_time(envelope["time"])
+    if time - received_at > max_future_skew:
+        raise InvalidEvent(
+            Reason.FUTURE_TIME,
+            f"`time` {envelope['time']} is more than {max_future_skew} ahead of the server clock",
+        )
+    data = envelope.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise InvalidEvent(Reason.BAD_DATA, "`data` must be a JSON object")
+    for name in ("datacontenttype", "dataschema"):
+        if name in envelope and envelope[name] is not None and not isinstance(envelope[name], str):
+            raise InvalidEvent(Reason.BAD_ATTRIBUTE, f"`{name}` must be a string")
+    magnitude = _magnitude(data)
+    return Event(
+        source=source,
+        id=event_id,
+        type=type_,
+        customer_id=subject,
+        time=time,
+        effective_at=min(time, received_at),
+        received_at=received_at,
+        magnitude=magnitude,
+        data=data,
+        envelope=envelope,
+        content_hash=content_hash(envelope),
+    )
+
+
+def decode_batch(raw: bytes) -> list[Any]:
+    """A JSON array of events (1..n); each item is validated on its own afterwards."""
+    body = decode_json(raw)
+    if not isinstance(body, list):
+        raise InvalidEvent(Reason.NOT_JSON, "a batch must be a JSON array")
+    return body

@@ -1,0 +1,238 @@
+"""Booking: what a batch of newly stored events does to the ledger, the accounts and the alerts.
+
+Pure: the storage adapter hands in the locked accounts and the events that were new to the event
+store, and writes back what `book` returns, all in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from service.domain import alerts
+from service.domain.balance import Projection, rank_key
+from service.domain.envelope import RESERVED_SOURCE
+from service.domain.policy import Outcome, Policy, Thresholds, weigh
+
+OPENED_TYPE = "relbank.account.opened"
+SEGMENT_CHANGED_TYPE = "relbank.customer.segment_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the event store holds it (`seq` is its arrival order)."""
+
+    seq: int
+    source: str
+    id: str
+    type: str
+    customer_id: str
+    effective_at: datetime
+    data: dict[str, Any] | None
+    magnitude: float
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    customer_id: str
+    segment: str | None
+    projection: Projection
+    status: alerts.Status
+    status_since: datetime
+    opened_at: datetime
+    last_event_at: datetime
+    entries: int
+    next_transition_at: datetime | None = None
+    rank: tuple[int, float] = (0, 0.0)
+
+    def balance(self, now: datetime, policy: Policy) -> float:
+        if self.projection.ref_time is None:
+            return 0.0
+        return self.projection.balance_at(max(now, self.projection.ref_time), policy.half_life_days)
+
+    def thresholds(self, policy: Policy) -> Thresholds:
+        return policy.thresholds_for(self.segment)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    customer_id: str
+    event_seq: int | None
+    source: str
+    id: str
+    type: str
+    pillar: str | None
+    amount: float
+    effective_at: datetime
+    policy_version: str
+    outcome: Outcome
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    customer_id: str
+    kind: alerts.AlertKind
+    balance: float
+    threshold: float
+    at: datetime
+    cause_source: str | None
+    cause_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    outcome: Outcome
+    customer_id: str
+
+
+@dataclass(slots=True)
+class Booking:
+    entries: list[Entry] = field(default_factory=list)
+    accounts: dict[str, Account] = field(default_factory=dict)
+    alerts: list[Alert] = field(default_factory=list)
+    results: dict[int, EventResult] = field(default_factory=dict)
+
+
+def new_account(customer_id: str, *, opened_at: datetime, now: datetime) -> Account:
+    return Account(
+        customer_id=customer_id,
+        segment=None,
+        projection=Projection(),
+        status="ok",
+        status_since=now,
+        opened_at=opened_at,
+        last_event_at=opened_at,
+        entries=0,
+    )
+
+
+def settle(
+    account: Account,
+    policy: Policy,
+    *,
+    now: datetime,
+    cause: tuple[str, str] | None,
+    evaluate: bool = True,
+) -> tuple[Account, Alert | None]:
+    """Re-evaluate status at `now` and refresh the derived fields (next crossing, rank)."""
+    transition = None
+    thresholds = account.thresholds(policy)
+    if evaluate:
+        transition = alerts.evaluate(account.status, account.balance(now, policy), thresholds)
+    status = alerts.status_after(account.status, transition)
+    settled = replace(
+        account,
+        status=status,
+        status_since=now if transition else account.status_since,
+        next_transition_at=alerts.next_transition_at(
+            status, account.projection, thresholds, policy.half_life_days
+        ),
+        rank=rank_key(account.projection, policy.half_life_days),
+    )
+    if transition is None:
+        return settled, None
+    alert = Alert(
+        customer_id=account.customer_id,
+        kind=transition.kind,
+        balance=transition.balance,
+        threshold=transition.threshold,
+        at=now,
+        cause_source=cause[0] if cause else None,
+        cause_id=cause[1] if cause else None,
+    )
+    return settled, alert
+
+
+def book(
+    events: Sequence[StoredEvent],
+    accounts: Mapping[str, Account],
+    policy: Policy,
+    *,
+    now: datetime,
+    evaluate: bool = True,
+) -> Booking:
+    """Weigh every new event, post it, and settle each touched account once.
+
+    `events` are new to the event store; `accounts` holds the current state of every customer
+    among them that already has an account. Events are taken in arrival order, so a segment change
+    applies to the events that arrived after it.
+    """
+    booking = Booking()
+    by_customer: dict[str, list[StoredEvent]] = defaultdict(list)
+    for event in sorted(events, key=lambda e: e.seq):
+        by_customer[event.customer_id].append(event)
+    h = policy.half_life_days
+    for customer_id, customer_events in by_customer.items():
+        posted: list[tuple[float, datetime]] = []
+        account = accounts.get(customer_id)
+        if account is None:
+            first = customer_events[0]
+            account = new_account(customer_id, opened_at=first.effective_at, now=now)
+            if policy.opening_balance:
+                booking.entries.append(
+                    Entry(
+                        customer_id=customer_id,
+                        event_seq=None,
+                        source=RESERVED_SOURCE,
+                        id=f"opened:{customer_id}",
+                        type=OPENED_TYPE,
+                        pillar=None,
+                        amount=policy.opening_balance,
+                        effective_at=first.effective_at,
+                        policy_version=policy.version,
+                        outcome="applied",
+                        reason=None,
+                    )
+                )
+                posted.append((policy.opening_balance, first.effective_at))
+        segment = account.segment
+        last_event_at = account.last_event_at
+        for event in customer_events:
+            last_event_at = max(last_event_at, event.effective_at)
+            if event.type == SEGMENT_CHANGED_TYPE and event.source == RESERVED_SOURCE:
+                segment = (event.data or {}).get("segment")
+                booking.results[event.seq] = EventResult("applied", customer_id)
+                continue
+            weighing = weigh(
+                policy,
+                type_=event.type,
+                data=event.data,
+                magnitude=event.magnitude,
+                segment=segment,
+            )
+            booking.entries.append(
+                Entry(
+                    customer_id=customer_id,
+                    event_seq=event.seq,
+                    source=event.source,
+                    id=event.id,
+                    type=event.type,
+                    pillar=weighing.pillar,
+                    amount=weighing.amount,
+                    effective_at=event.effective_at,
+                    policy_version=policy.version,
+                    outcome=weighing.outcome,
+                    reason=weighing.reason,
+                )
+            )
+            posted.append((weighing.amount, event.effective_at))
+            booking.results[event.seq] = EventResult(weighing.outcome, customer_id)
+        account = replace(
+            account,
+            segment=segment,
+            projection=account.projection.post_all(posted, h),
+            last_event_at=last_event_at,
+            entries=account.entries + len(posted),
+        )
+        last = customer_events[-1]
+        account, alert = settle(
+            account, policy, now=now, cause=(last.source, last.id), evaluate=evaluate
+        )
+        booking.accounts[customer_id] = account
+        if alert:
+            booking.alerts.append(alert)
+    return booking

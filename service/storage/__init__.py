@@ -1,0 +1,1 @@
+"""The PostgreSQL adapter: all SQL of relbank lives in this package."""
