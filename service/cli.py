@@ -140,6 +140,12 @@ def cmd_replay(args: argparse.Namespace) -> None:
         print(f"relbank replay: {line}")
 
 
+def cmd_send(args: argparse.Namespace) -> None:
+    from service.kafka.send import send
+
+    send(args)
+
+
 def cmd_schemas(args: argparse.Namespace) -> None:
     from service.schemas import write_schemas
 
@@ -172,6 +178,15 @@ def main(argv: list[str] | None = None) -> None:
     replay = sub.add_parser("replay", help="rebuild ledger, projections and statuses")
     replay.add_argument("--policy", type=Path, help="policy file (default: RELBANK_POLICY)")
     replay.set_defaults(func=cmd_replay)
+
+    send = sub.add_parser("send", help="post events from a JSON-lines file (backfills, trials)")
+    send.add_argument("file", type=Path, help="one CloudEvent per line; - for standard input")
+    send.add_argument("--to", choices=["kafka", "http"], default="http")
+    send.add_argument("--url", default=None, help="API base URL (default http://HOST:PORT)")
+    send.add_argument("--api-key", default=os.environ.get("RELBANK_API_KEY"))
+    send.add_argument("--binary", action="store_true", help="Kafka binary mode (ce_* headers)")
+    send.add_argument("--batch", type=int, default=500, help="events per HTTP request")
+    send.set_defaults(func=cmd_send)
 
     schemas = sub.add_parser("schemas", help="write the JSON Schemas of envelope and policy")
     schemas.add_argument("directory", nargs="?", default="schemas")
