@@ -192,5 +192,13 @@ def main(argv: list[str] | None = None) -> None:
     schemas.add_argument("directory", nargs="?", default="schemas")
     schemas.set_defaults(func=cmd_schemas)
 
+    from service import bench
+
+    bench.add_parser(sub)
+
     args = parser.parse_args(argv)
     args.func(args)
+
+
+if __name__ == "__main__":
+    main()
