@@ -22,7 +22,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-project
 
 # ... then the project itself, as a regular (non-editable) install: the wheel carries the package
-# and, as service/_migrations, the top-level migrations/.
+# and, as the top-level package relbank_migrations, the migrations/ folder.
 COPY README.md ./
 COPY service ./service
 COPY migrations ./migrations
