@@ -42,5 +42,13 @@ def next_transition_at(
     half_life_days: float | None,
 ) -> datetime | None:
     """When decay alone will move this account across its next threshold."""
-    threshold = thresholds.at_risk_below if status == "ok" else thresholds.recover_at_or_above
+    if status == "ok":
+        # Only a fall through the level is a transition: from above it, toward 0.
+        threshold = thresholds.at_risk_below
+        if not projection.ref_balance > threshold:
+            return None
+    else:
+        threshold = thresholds.recover_at_or_above
+        if not projection.ref_balance < threshold:
+            return None
     return next_crossing(projection, threshold, half_life_days)

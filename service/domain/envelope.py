@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -109,6 +110,7 @@ class Event:
     magnitude: float
     data: dict[str, Any] | None
     envelope: dict[str, Any]
+    encoded: bytes
     content_hash: bytes
 
 
@@ -123,27 +125,35 @@ def decode_json(raw: bytes) -> Any:
         raise InvalidEvent(Reason.NOT_JSON, f"body is not valid JSON: {exc}") from None
 
 
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
 def parse_time(value: Any) -> datetime:
     """RFC 3339 with a mandatory offset (`Z` or `±hh:mm`)."""
     if not isinstance(value, str):
         raise InvalidEvent(Reason.BAD_TIME, "`time` must be an RFC 3339 string")
-    text = value.strip()
-    # RFC 3339 requires the T separator (or space) and an explicit offset.
-    if len(text) < 20 or text[10] not in "Tt ":
-        raise InvalidEvent(Reason.BAD_TIME, f"`time` {value!r} is not RFC 3339")
+    if not _RFC3339.fullmatch(value):
+        raise InvalidEvent(Reason.BAD_TIME, f"`time` {value!r} is not RFC 3339 with an offset")
     try:
-        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+        return datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
     except ValueError:
-        raise InvalidEvent(Reason.BAD_TIME, f"`time` {value!r} is not RFC 3339") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise InvalidEvent(Reason.BAD_TIME, f"`time` {value!r} has no UTC offset")
-    return parsed
+        raise InvalidEvent(Reason.BAD_TIME, f"`time` {value!r} is not a valid date") from None
+
+
+def canonical(envelope: dict[str, Any]) -> bytes:
+    """The envelope as stored: compact JSON with sorted keys, so equal content encodes equally."""
+    try:
+        return orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:
+        # Deeper than 254 levels, or an integer beyond 64 bits: JSON we cannot store faithfully.
+        raise InvalidEvent(Reason.BAD_DATA, f"event cannot be encoded as JSON: {exc}") from None
 
 
 def content_hash(envelope: dict[str, Any]) -> bytes:
-    """Digest of the canonical encoding: two events with the same (source, id) are duplicates
-    when this matches and a conflict when it does not."""
-    return hashlib.sha256(orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)).digest()
+    """Two events with the same (source, id) are duplicates when this matches, else a conflict."""
+    return hashlib.sha256(canonical(envelope)).digest()
 
 
 def _check_string(envelope: dict[str, Any], name: str) -> str:
@@ -163,7 +173,10 @@ def _magnitude(data: dict[str, Any] | None) -> float:
     value = data["magnitude"]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidEvent(Reason.BAD_MAGNITUDE, "`data.magnitude` must be a number")
-    magnitude = float(value)
+    try:
+        magnitude = float(value)
+    except OverflowError:
+        magnitude = math.inf
     if not math.isfinite(magnitude) or not 0 <= magnitude <= MAX_MAGNITUDE:
         raise InvalidEvent(
             Reason.BAD_MAGNITUDE, f"`data.magnitude` must be between 0 and {MAX_MAGNITUDE:g}"
@@ -186,7 +199,8 @@ def validate(
     """
     if not isinstance(envelope, dict):
         raise InvalidEvent(Reason.NOT_OBJECT, "an event must be a JSON object")
-    size = encoded_size if encoded_size is not None else len(orjson.dumps(envelope))
+    encoded = canonical(envelope)
+    size = encoded_size if encoded_size is not None else len(encoded)
     if size > MAX_EVENT_BYTES:
         raise InvalidEvent(
             Reason.TOO_LARGE, f"event is {size} bytes encoded; the limit is {MAX_EVENT_BYTES}"
@@ -232,7 +246,8 @@ def validate(
         magnitude=magnitude,
         data=data,
         envelope=envelope,
-        content_hash=content_hash(envelope),
+        encoded=encoded,
+        content_hash=hashlib.sha256(encoded).digest(),
     )
 
 

@@ -17,7 +17,7 @@ DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "default_policy.y
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Thresholds(_Strict):
@@ -72,7 +72,9 @@ class Segment(_Strict):
 class Policy(_Strict):
     """A weighting policy file."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, title="relbank weighting policy")
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, title="relbank weighting policy"
+    )
 
     version: str = Field(min_length=1, max_length=128)
     half_life_days: Annotated[float, Field(gt=0)] | None = Field(

@@ -90,7 +90,7 @@ async def insert_events(
             "received_at": [e.received_at for e in events],
             "magnitude": [e.magnitude for e in events],
             "content_hash": [e.content_hash for e in events],
-            "envelope": [orjson.dumps(e.envelope).decode() for e in events],
+            "envelope": [e.encoded.decode() for e in events],
         },
     )
     inserted = {(r.source, r.event_id): r.seq for r in rows}
