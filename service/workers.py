@@ -19,9 +19,11 @@ log = logging.getLogger("relbank.sweeper")
 SWEEP_BATCH = 500
 
 
-async def sweep_once(conn: AsyncConnection, policy: Policy, *, alerts_topic: str) -> list[Alert]:
+async def sweep_once(
+    conn: AsyncConnection, policy: Policy, *, alerts_topic: str, now: datetime | None = None
+) -> list[Alert]:
     """Apply the transitions decay alone has brought due (cause "decay")."""
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     due = await writes.due_customers(conn, now, SWEEP_BATCH)
     if not due:
         return []
