@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,7 +22,8 @@ from service.api.auth import Authenticator, load_api_keys
 from service.api.context import Context
 from service.api.problems import problem_response
 from service.api.routes import router
-from service.api.views import JSONBody
+from service.api.views import BatchResultsOut, JSONBody
+from service.domain.envelope import CloudEvent
 from service.domain.policy import Policy
 from service.settings import Settings
 from service.storage import policies, reads
@@ -82,9 +84,29 @@ def create_app(
     problems.install(app)
     if role in ("all", "api"):
         app.include_router(router)
+        _document_event_schemas(app)
     _install_ops(app)
     app.add_middleware(HttpMetrics)
     return app
+
+
+def _document_event_schemas(app: FastAPI) -> None:
+    """Add the schemas POST /v1/events refers to but FastAPI cannot see (it reads raw bodies)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (CloudEvent, BatchResultsOut):
+                found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(found.pop("$defs", {}))
+                components[model.__name__] = found
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_ops(app: FastAPI) -> None:

@@ -15,9 +15,17 @@ from service.api.auth import require
 from service.api.context import Context, context
 from service.api.problems import Problem
 from service.api.views import (
+    AlertsPageOut,
+    AtRiskPageOut,
+    BalanceOut,
+    CustomerOut,
+    DriversOut,
+    EventResultOut,
     JSONBody,
+    LedgerPageOut,
     customer_view,
     decode_cursor,
+    documented,
     encode_cursor,
     query_time,
     rfc3339,
@@ -25,6 +33,7 @@ from service.api.views import (
 from service.domain.balance import balance_from_entries
 from service.domain.envelope import Event, InvalidEvent, Reason, decode_json
 from service.domain.ledger import Account
+from service.domain.policy import Policy
 from service.storage import reads
 from service.storage.db import in_transaction
 
@@ -57,7 +66,43 @@ async def read_body(request: Request, limit: int) -> bytes:
     "/v1/events",
     dependencies=[Depends(require("events:write"))],
     summary="Post one CloudEvent, or a batch of 1-1000 as a JSON array",
-    responses={409: {"description": "conflict"}, 413: {}, 415: {}, 422: {}},
+    responses={
+        **documented(EventResultOut, 401, 403, 409, 413, 415, 422),
+        200: {
+            "description": "One event: its result. A batch: `{results}`, one per input, in order.",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/EventResultOut"},
+                            {"$ref": "#/components/schemas/BatchResultsOut"},
+                        ]
+                    }
+                }
+            },
+        },
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/CloudEvent"},
+                            {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/CloudEvent"},
+                                "minItems": 1,
+                                "maxItems": MAX_BATCH,
+                            },
+                        ]
+                    }
+                }
+                for media in sorted(_JSON_TYPES)
+            },
+        }
+    },
 )
 async def post_events(request: Request, ctx: Ctx) -> JSONBody:
     media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
@@ -122,14 +167,22 @@ async def _account_or_404(conn: AsyncConnection, customer_id: str) -> Account:
     return account
 
 
-@router.get("/v1/customers/{customer_id}", dependencies=[Depends(require("read"))])
+@router.get(
+    "/v1/customers/{customer_id}",
+    dependencies=[Depends(require("read"))],
+    responses=documented(CustomerOut, 401, 403, 404),
+)
 async def get_customer(customer_id: str, ctx: Ctx) -> JSONBody:
     async with ctx.engine.connect() as conn:
         account = await _account_or_404(conn, customer_id)
     return JSONBody(customer_view(account, ctx.policy, datetime.now(UTC)))
 
 
-@router.get("/v1/customers/{customer_id}/balance", dependencies=[Depends(require("read"))])
+@router.get(
+    "/v1/customers/{customer_id}/balance",
+    dependencies=[Depends(require("read"))],
+    responses=documented(BalanceOut, 401, 403, 404, 422),
+)
 async def get_balance(
     customer_id: str, ctx: Ctx, at: Annotated[str | None, Query()] = None
 ) -> JSONBody:
@@ -141,7 +194,11 @@ async def get_balance(
     return JSONBody({"customer_id": customer_id, "at": rfc3339(when), "balance": balance})
 
 
-@router.get("/v1/customers/{customer_id}/ledger", dependencies=[Depends(require("read"))])
+@router.get(
+    "/v1/customers/{customer_id}/ledger",
+    dependencies=[Depends(require("read"))],
+    responses=documented(LedgerPageOut, 401, 403, 404, 422),
+)
 async def get_ledger(
     customer_id: str, ctx: Ctx, limit: Limit = 100, cursor: str | None = None
 ) -> JSONBody:
@@ -166,7 +223,11 @@ def _totals() -> dict[str, Any]:
     return {"credits": 0.0, "debits": 0.0, "net": 0.0, "entries": 0}
 
 
-@router.get("/v1/customers/{customer_id}/drivers", dependencies=[Depends(require("read"))])
+@router.get(
+    "/v1/customers/{customer_id}/drivers",
+    dependencies=[Depends(require("read"))],
+    responses=documented(DriversOut, 401, 403, 404, 422),
+)
 async def get_drivers(
     customer_id: str, ctx: Ctx, since: Annotated[str | None, Query()] = None
 ) -> JSONBody:
@@ -210,7 +271,11 @@ class SegmentChange(BaseModel):
     segment: str | None = Field(description="A segment of the active policy, or null for none.")
 
 
-@router.put("/v1/customers/{customer_id}", dependencies=[Depends(require("admin"))])
+@router.put(
+    "/v1/customers/{customer_id}",
+    dependencies=[Depends(require("admin"))],
+    responses=documented(CustomerOut, 401, 403, 422),
+)
 async def put_customer(customer_id: str, change: SegmentChange, ctx: Ctx) -> JSONBody:
     if change.segment is not None and change.segment not in ctx.policy.segments:
         raise Problem(
@@ -237,7 +302,11 @@ async def put_customer(customer_id: str, change: SegmentChange, ctx: Ctx) -> JSO
     return JSONBody(customer_view(account, ctx.policy, datetime.now(UTC)))
 
 
-@router.get("/v1/at-risk", dependencies=[Depends(require("read"))])
+@router.get(
+    "/v1/at-risk",
+    dependencies=[Depends(require("read"))],
+    responses=documented(AtRiskPageOut, 401, 403, 422),
+)
 async def get_at_risk(
     ctx: Ctx, segment: str | None = None, limit: Limit = 100, cursor: str | None = None
 ) -> JSONBody:
@@ -259,7 +328,11 @@ async def get_at_risk(
     )
 
 
-@router.get("/v1/alerts", dependencies=[Depends(require("read"))])
+@router.get(
+    "/v1/alerts",
+    dependencies=[Depends(require("read"))],
+    responses=documented(AlertsPageOut, 401, 403, 422),
+)
 async def get_alerts(
     ctx: Ctx, after: Annotated[int, Query(ge=0)] = 0, limit: Limit = 100
 ) -> JSONBody:
@@ -269,6 +342,10 @@ async def get_alerts(
     return JSONBody({"items": items, "next_cursor": next_cursor})
 
 
-@router.get("/v1/policy", dependencies=[Depends(require("read"))])
+@router.get(
+    "/v1/policy",
+    dependencies=[Depends(require("read"))],
+    responses=documented(Policy, 401, 403),
+)
 async def get_policy(ctx: Ctx) -> JSONBody:
     return JSONBody(orjson.loads(ctx.policy.model_dump_json()))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Literal
 
 import orjson
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from service.api.problems import Problem
@@ -70,3 +72,134 @@ def query_time(value: str | None, name: str) -> datetime | None:
         raise Problem(
             422, f"`{name}` must be an RFC 3339 time with an offset, e.g. 2026-01-31T12:00:00Z"
         ) from None
+
+
+# Response shapes, for the OpenAPI document only: handlers render JSON directly with orjson.
+class ThresholdsOut(BaseModel):
+    at_risk_below: float
+    recover_at_or_above: float
+
+
+class CustomerOut(BaseModel):
+    customer_id: str
+    segment: str | None
+    balance: float = Field(description="B(now), decayed to the moment of the request.")
+    status: Literal["ok", "at_risk"]
+    status_since: datetime
+    thresholds: ThresholdsOut
+    opened_at: datetime
+    last_event_at: datetime
+    entries: int
+    next_transition_at: datetime | None = Field(
+        description="When decay alone will cross the next threshold; null if it never will."
+    )
+    policy_version: str
+
+
+class EventResultOut(BaseModel):
+    source: str | None
+    id: str | None
+    outcome: Literal["applied", "duplicate", "unweighted", "rejected", "conflict"]
+    customer_id: str | None
+    balance: float | None
+    reason: str | None = Field(default=None, description="Reason code when rejected/conflict.")
+    detail: str | None = None
+
+
+class BatchResultsOut(BaseModel):
+    results: list[EventResultOut] = Field(description="One result per input, in order.")
+
+
+class BalanceOut(BaseModel):
+    customer_id: str
+    at: datetime
+    balance: float
+
+
+class LedgerEntryOut(BaseModel):
+    source: str
+    id: str
+    type: str
+    pillar: str | None
+    amount: float
+    effective_at: datetime
+    recorded_at: datetime
+    policy_version: str
+    outcome: Literal["applied", "unweighted"]
+    reason: str | None
+
+
+class LedgerPageOut(BaseModel):
+    items: list[LedgerEntryOut]
+    next_cursor: str | None
+
+
+class DriverTotalsOut(BaseModel):
+    credits: float
+    debits: float
+    net: float
+    entries: int
+
+
+class PillarDriverOut(DriverTotalsOut):
+    pillar: str | None
+
+
+class TypeDriverOut(DriverTotalsOut):
+    type: str
+    pillar: str | None
+
+
+class DriversOut(DriverTotalsOut):
+    customer_id: str
+    since: datetime | None
+    by_pillar: list[PillarDriverOut]
+    by_type: list[TypeDriverOut]
+
+
+class AtRiskPageOut(BaseModel):
+    items: list[CustomerOut]
+    next_cursor: str | None
+
+
+class CauseOut(BaseModel):
+    source: str
+    id: str
+
+
+class AlertOut(BaseModel):
+    alert_id: int
+    customer_id: str
+    kind: Literal["at_risk", "recovered"]
+    balance: float
+    threshold: float
+    at: datetime
+    cause: CauseOut | Literal["decay"]
+
+
+class AlertsPageOut(BaseModel):
+    items: list[AlertOut]
+    next_cursor: str | None = Field(
+        description="The `after` for the next page; null when caught up."
+    )
+
+
+class ProblemOut(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    reason: str | None = None
+
+
+def documented(model: type[BaseModel], *errors: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: its 200 shape and its problem-details errors."""
+    responses: dict[int | str, dict[str, Any]] = {200: {"model": model}}
+    for status in errors:
+        responses[status] = {
+            "model": ProblemOut,
+            "content": {"application/problem+json": {}},
+            "description": HTTPStatus(status).phrase,
+        }
+    return responses
