@@ -14,9 +14,10 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.balance import Projection
@@ -116,19 +117,18 @@ async def insert_events(
     return inserted, existing
 
 
-def _account(row: object) -> Account:
-    r = row
+def _account(r: Row[Any]) -> Account:
     return Account(
-        customer_id=r.customer_id,  # type: ignore[attr-defined]
-        segment=r.segment,  # type: ignore[attr-defined]
-        projection=Projection(r.ref_balance, r.ref_time),  # type: ignore[attr-defined]
-        status=r.status,  # type: ignore[attr-defined]
-        status_since=r.status_since,  # type: ignore[attr-defined]
-        opened_at=r.opened_at,  # type: ignore[attr-defined]
-        last_event_at=r.last_event_at,  # type: ignore[attr-defined]
-        entries=r.entries,  # type: ignore[attr-defined]
-        next_transition_at=r.next_transition_at,  # type: ignore[attr-defined]
-        rank=(r.rank_sign, r.rank_value),  # type: ignore[attr-defined]
+        customer_id=r.customer_id,
+        segment=r.segment,
+        projection=Projection(r.ref_balance, r.ref_time),
+        status=r.status,
+        status_since=r.status_since,
+        opened_at=r.opened_at,
+        last_event_at=r.last_event_at,
+        entries=r.entries,
+        next_transition_at=r.next_transition_at,
+        rank=(r.rank_sign, r.rank_value),
     )
 
 
@@ -328,12 +328,6 @@ def stored_event(seq: int, event: Event) -> StoredEvent:
         data=event.data,
         magnitude=event.magnitude,
     )
-
-
-async def now(conn: AsyncConnection) -> datetime:
-    """The database clock: one clock for every instance that writes."""
-    value: datetime = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
-    return value
 
 
 async def lock_for_replay(conn: AsyncConnection) -> None:
