@@ -204,11 +204,9 @@ async def get_ledger(
 ) -> JSONBody:
     after = None
     if cursor:
-        key = decode_cursor(cursor)
-        try:
-            after = reads.LedgerKey(datetime.fromisoformat(key[0]), int(key[1]))
-        except (TypeError, ValueError, IndexError, KeyError):
-            raise Problem(422, "`cursor` is not a cursor this API handed out") from None
+        after = decode_cursor(
+            cursor, lambda key: reads.LedgerKey(datetime.fromisoformat(key[0]), int(key[1]))
+        )
     async with ctx.engine.connect() as conn:
         await _account_or_404(conn, customer_id)
         items, last = await reads.ledger_page(conn, customer_id, limit=limit, after=after)
@@ -312,11 +310,7 @@ async def get_at_risk(
 ) -> JSONBody:
     after = None
     if cursor:
-        key = decode_cursor(cursor)
-        try:
-            after = (int(key[0]), float(key[1]), str(key[2]))
-        except (TypeError, ValueError, IndexError, KeyError):
-            raise Problem(422, "`cursor` is not a cursor this API handed out") from None
+        after = decode_cursor(cursor, lambda key: (int(key[0]), float(key[1]), str(key[2])))
     async with ctx.engine.connect() as conn:
         found, last = await reads.at_risk_page(conn, segment=segment, limit=limit, after=after)
     now = datetime.now(UTC)

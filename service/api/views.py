@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, Field
@@ -15,6 +16,8 @@ from service.api.problems import Problem
 from service.domain.envelope import InvalidEvent, parse_time
 from service.domain.ledger import Account
 from service.domain.policy import Policy
+
+T = TypeVar("T")
 
 
 class JSONBody(Response):
@@ -56,11 +59,12 @@ def encode_cursor(key: Any) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, name: str = "cursor") -> Any:
+def decode_cursor(cursor: str, parse: Callable[[Any], T]) -> T:
+    """The key an opaque cursor carries, as `parse` reads it; 422 for anything else."""
     try:
-        return orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, orjson.JSONDecodeError):
-        raise Problem(422, f"`{name}` is not a cursor this API handed out") from None
+        return parse(orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))))
+    except (ValueError, TypeError, IndexError, KeyError, orjson.JSONDecodeError):
+        raise Problem(422, "`cursor` is not a cursor this API handed out") from None
 
 
 def query_time(value: str | None, name: str) -> datetime | None:
