@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
 from service.api import problems
-from service.api.auth import Authenticator, load_api_keys
+from service.api.auth import ApiKeysError, Authenticator, load_api_keys
 from service.api.context import Context
 from service.api.problems import problem_response
 from service.api.routes import router
@@ -45,7 +45,10 @@ def authenticator_for(settings: Settings) -> Authenticator:
             "Point it at a YAML list of {name, sha256, scopes}, or set RELBANK_AUTH=disabled "
             "explicitly to run without authentication."
         )
-    return Authenticator(load_api_keys(settings.api_keys_file))
+    try:
+        return Authenticator(load_api_keys(settings.api_keys_file))
+    except ApiKeysError as exc:
+        raise SystemExit(f"relbank: RELBANK_API_KEYS_FILE: {exc}") from None
 
 
 def create_app(
@@ -194,7 +197,9 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, send_observed)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            matched = scope.get("route")
+            # `path_format` drops the `:path` convertor, so the label is the plain template.
+            route = getattr(matched, "path_format", None) or getattr(matched, "path", "unmatched")
             metrics.HTTP_REQUEST_SECONDS.labels(route=route).observe(time.perf_counter() - started)
             metrics.HTTP_REQUESTS.labels(
                 route=route, method=scope["method"], status=str(status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -38,6 +39,7 @@ from service.storage import reads
 from service.storage.db import in_transaction
 
 MAX_BATCH = 1000
+_BIGINT_MAX = 2**63 - 1
 router = APIRouter()
 Ctx = Annotated[Context, Depends(context)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -160,6 +162,20 @@ async def _apply(ctx: Context, decoded: list[Event | pipeline.Result]) -> list[p
     return results
 
 
+def _ledger_key(key: Any) -> reads.LedgerKey:
+    after = reads.LedgerKey(datetime.fromisoformat(key[0]), int(key[1]))
+    if after.effective_at.tzinfo is None or not 0 <= after.entry_id <= _BIGINT_MAX:
+        raise ValueError("cursor out of range")
+    return after
+
+
+def _rank_key(key: Any) -> tuple[int, float, str]:
+    after = (int(key[0]), float(key[1]), str(key[2]))
+    if after[0] not in (-1, 0, 1) or not math.isfinite(after[1]):
+        raise ValueError("cursor out of range")
+    return after
+
+
 async def _account_or_404(conn: AsyncConnection, customer_id: str) -> Account:
     account = await reads.account(conn, customer_id)
     if account is None:
@@ -168,18 +184,7 @@ async def _account_or_404(conn: AsyncConnection, customer_id: str) -> Account:
 
 
 @router.get(
-    "/v1/customers/{customer_id}",
-    dependencies=[Depends(require("read"))],
-    responses=documented(CustomerOut, 401, 403, 404),
-)
-async def get_customer(customer_id: str, ctx: Ctx) -> JSONBody:
-    async with ctx.engine.connect() as conn:
-        account = await _account_or_404(conn, customer_id)
-    return JSONBody(customer_view(account, ctx.policy, datetime.now(UTC)))
-
-
-@router.get(
-    "/v1/customers/{customer_id}/balance",
+    "/v1/customers/{customer_id:path}/balance",
     dependencies=[Depends(require("read"))],
     responses=documented(BalanceOut, 401, 403, 404, 422),
 )
@@ -195,7 +200,7 @@ async def get_balance(
 
 
 @router.get(
-    "/v1/customers/{customer_id}/ledger",
+    "/v1/customers/{customer_id:path}/ledger",
     dependencies=[Depends(require("read"))],
     responses=documented(LedgerPageOut, 401, 403, 404, 422),
 )
@@ -204,9 +209,7 @@ async def get_ledger(
 ) -> JSONBody:
     after = None
     if cursor:
-        after = decode_cursor(
-            cursor, lambda key: reads.LedgerKey(datetime.fromisoformat(key[0]), int(key[1]))
-        )
+        after = decode_cursor(cursor, _ledger_key)
     async with ctx.engine.connect() as conn:
         await _account_or_404(conn, customer_id)
         items, last = await reads.ledger_page(conn, customer_id, limit=limit, after=after)
@@ -222,7 +225,7 @@ def _totals() -> dict[str, Any]:
 
 
 @router.get(
-    "/v1/customers/{customer_id}/drivers",
+    "/v1/customers/{customer_id:path}/drivers",
     dependencies=[Depends(require("read"))],
     responses=documented(DriversOut, 401, 403, 404, 422),
 )
@@ -265,12 +268,24 @@ async def get_drivers(
     )
 
 
+# Registered after the sub-resources: `{customer_id:path}` would also match `x/balance`.
+@router.get(
+    "/v1/customers/{customer_id:path}",
+    dependencies=[Depends(require("read"))],
+    responses=documented(CustomerOut, 401, 403, 404),
+)
+async def get_customer(customer_id: str, ctx: Ctx) -> JSONBody:
+    async with ctx.engine.connect() as conn:
+        account = await _account_or_404(conn, customer_id)
+    return JSONBody(customer_view(account, ctx.policy, datetime.now(UTC)))
+
+
 class SegmentChange(BaseModel):
     segment: str | None = Field(description="A segment of the active policy, or null for none.")
 
 
 @router.put(
-    "/v1/customers/{customer_id}",
+    "/v1/customers/{customer_id:path}",
     dependencies=[Depends(require("admin"))],
     responses=documented(CustomerOut, 401, 403, 422),
 )
@@ -310,7 +325,7 @@ async def get_at_risk(
 ) -> JSONBody:
     after = None
     if cursor:
-        after = decode_cursor(cursor, lambda key: (int(key[0]), float(key[1]), str(key[2])))
+        after = decode_cursor(cursor, _rank_key)
     async with ctx.engine.connect() as conn:
         found, last = await reads.at_risk_page(conn, segment=segment, limit=limit, after=after)
     now = datetime.now(UTC)
@@ -328,7 +343,7 @@ async def get_at_risk(
     responses=documented(AlertsPageOut, 401, 403, 422),
 )
 async def get_alerts(
-    ctx: Ctx, after: Annotated[int, Query(ge=0)] = 0, limit: Limit = 100
+    ctx: Ctx, after: Annotated[int, Query(ge=0, le=_BIGINT_MAX)] = 0, limit: Limit = 100
 ) -> JSONBody:
     async with ctx.engine.connect() as conn:
         items = await reads.alerts_after(conn, after=after, limit=limit)

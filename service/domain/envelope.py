@@ -11,7 +11,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -19,6 +19,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 MAX_EVENT_BYTES = 64 * 1024
+EARLIEST_TIME = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_TIME = datetime(9999, 12, 30, tzinfo=UTC)
 MAX_MAGNITUDE = 1000.0
 RESERVED_SOURCE = "relbank"
 
@@ -137,9 +139,20 @@ def parse_time(value: Any) -> datetime:
     if not _RFC3339.fullmatch(value):
         raise InvalidEvent(Reason.BAD_TIME, f"`time` {value!r} is not RFC 3339 with an offset")
     try:
-        return datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+        parsed = datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+        utc = parsed.astimezone(UTC)
     except ValueError:
         raise InvalidEvent(Reason.BAD_TIME, f"`time` {value!r} is not a valid date") from None
+    except OverflowError:
+        raise InvalidEvent(Reason.BAD_TIME, f"`time` {value!r} is out of range") from None
+    # PostgreSQL (through asyncpg) stores 0001-01-01T00:00Z as -infinity and cannot take a UTC
+    # year outside 1..9999: keep every accepted time strictly inside.
+    if not EARLIEST_TIME <= utc <= LATEST_TIME:
+        raise InvalidEvent(
+            Reason.BAD_TIME,
+            f"`time` {value!r} is outside {EARLIEST_TIME.isoformat()}..{LATEST_TIME.isoformat()}",
+        )
+    return parsed
 
 
 def canonical(envelope: dict[str, Any]) -> bytes:
