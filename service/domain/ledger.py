@@ -192,11 +192,11 @@ def book(
         segment = account.segment
         last_event_at = account.last_event_at
         for event in customer_events:
-            last_event_at = max(last_event_at, event.effective_at)
             if event.type == SEGMENT_CHANGED_TYPE and event.source == RESERVED_SOURCE:
                 segment = (event.data or {}).get("segment")
                 booking.results[event.seq] = EventResult("applied", customer_id)
                 continue
+            last_event_at = max(last_event_at, event.effective_at)
             weighing = weigh(
                 policy,
                 type_=event.type,
