@@ -23,8 +23,10 @@ class EmbeddedPostgres:
     server: Any
 
     def stop(self) -> None:
-        # pgserver stops the postmaster when its last handle is cleaned up.
+        # pgserver's own cleanup stops the postmaster only when its per-directory list of users
+        # is exactly this process, which a killed earlier run can leave stale; stop it directly.
         self.server.cleanup()
+        self.server.stop()
 
 
 def start_postgres(pgdata: Path) -> EmbeddedPostgres:
