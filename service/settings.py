@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     consumer_group: str = "relbank"
     consumer_max_records: int = Field(default=1000, ge=1, le=100_000)
     consumer_stuck_seconds: float = Field(default=120.0, gt=0)
+    # Kafka group session timeout: how soon a dead consumer's partitions move to the others.
+    consumer_session_timeout_seconds: float = Field(default=10.0, ge=1, le=300)
     policy: Path | None = None
     api_keys_file: Path | None = None
     auth: Literal["enabled", "disabled"] = "enabled"

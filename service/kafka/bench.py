@@ -74,7 +74,13 @@ def corpus(policy: Policy, events: int, customers: int, source: str) -> list[dic
 
 
 async def measure(
-    settings: Settings, policy: Policy, *, events: int, customers: int, partitions: int
+    settings: Settings,
+    policy: Policy,
+    *,
+    events: int,
+    customers: int,
+    partitions: int,
+    limit_seconds: float = 600,
 ) -> BenchResult:
     run_id = uuid.uuid4().hex[:8]
     source = f"bench-{run_id}"
@@ -114,6 +120,8 @@ async def measure(
                     break
                 if task.done():
                     task.result()
+                if now - started > limit_seconds:
+                    raise TimeoutError(f"{count} of {len(data)} events applied in {limit_seconds}s")
                 await asyncio.sleep(0.05)
         finally:
             task.cancel()

@@ -17,6 +17,7 @@ import orjson
 
 from service import pipeline
 from service.domain.envelope import MAX_EVENT_BYTES, Event, InvalidEvent, Reason, decode_json
+from service.kafka import lenient
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 _CE_PREFIX = "ce_"
@@ -60,6 +61,10 @@ def _text_headers(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, str]
     """The headers the binding reads (`ce_*`, `content-type`), as text; keys lower-cased."""
     found: dict[str, str] = {}
     for key, raw in headers:
+        if not lenient.is_utf8(key):
+            raise InvalidEvent(
+                Reason.BAD_HEADERS, f"header key {lenient.printable(key)!r} is not UTF-8"
+            )
         name = key.lower()
         if not (name.startswith(_CE_PREFIX) or name == "content-type"):
             continue

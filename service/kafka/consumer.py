@@ -19,6 +19,17 @@ were read): logged at ERROR and counted in `relbank_consumer_offset_out_of_range
 partition is read again from its earliest offset. The offsets of a log that lost data describe
 other records, so waiting at the old number would silently skip every new record below it;
 re-reading is safe because events are deduplicated by (source, id) and come out `duplicate`.
+
+A poison record never stops its partition: besides invalid envelopes, an event the database
+refuses to store (a batch failing with a data or integrity error) is found by applying the batch
+again event by event in savepoints and dead-lettered as `bad_data`; a header key that is not UTF-8
+(which aiokafka cannot parse) switches the fetcher to `lenient`'s parser and becomes `bad_headers`.
+
+Failures: the database or the dead-letter topic failing backs off (capped exponential, jitter),
+re-reads the stored offsets and says why in /readyz (`consumer`); the broker failing reconnects
+with backoff (`kafka`); no progress for RELBANK_CONSUMER_STUCK_SECONDS while there is lag makes
+/readyz 503 too. Cancellation (SIGTERM) abandons the batch in flight, whose transaction then rolls
+back, and leaves the group.
 """
 
 from __future__ import annotations
@@ -35,15 +46,16 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import metrics, pipeline
 from service.api.context import Context
-from service.domain.envelope import Event
-from service.kafka import codec, dlq
+from service.domain.envelope import Event, Reason
+from service.kafka import codec, dlq, lenient
 from service.kafka.client import backoff, kafka_kwargs, make_producer
 from service.storage import offsets
-from service.storage.db import in_transaction
+from service.storage.db import in_transaction, sqlstate
 from service.storage.offsets import Move, StaleOffsets
 
 log = logging.getLogger("relbank.consumer")
@@ -55,6 +67,7 @@ POLL_TIMEOUT_MS = 1000
 # A batch that takes longer than this is abandoned (rolled back) and retried: a hung database
 # must not hold the rebalance lock for ever, and Kafka drops a member that stops polling.
 BATCH_TIMEOUT_SECONDS = 60.0
+SYNC_IN_CALLBACK_SECONDS = 5.0
 PROBE_EVERY_SECONDS = 5.0
 KAFKA_COMMIT_EVERY_SECONDS = 1.0
 
@@ -105,6 +118,9 @@ class KafkaIngest:
         # Held while a batch is in flight: a rebalance waits for it, so a revoked partition's
         # batch is either committed before the revocation completes or never applied.
         self.lock = asyncio.Lock()
+        # Between a revocation and the next assignment this instance owns nothing, whatever
+        # `consumer.assignment()` still says.
+        self.rebalancing = False
         self.failure: str | None = None
         self.failures = 0
         self.total_lag = 0
@@ -144,16 +160,20 @@ class KafkaIngest:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=1024 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
+            session_timeout_ms=int(s.consumer_session_timeout_seconds * 1000),
+            heartbeat_interval_ms=max(100, int(s.consumer_session_timeout_seconds * 1000) // 3),
         )
         producer = make_producer(s)
         self.parts.clear()
         self.unsynced.clear()
+        self.rebalancing = False
         watchdog: asyncio.Task[None] | None = None
         try:
             await producer.start()
+            # Set before start(): the first assignment may arrive while start() is running.
+            self.consumer, self.producer = consumer, producer
             consumer.subscribe([s.input_topic], listener=_Listener(self))
             await consumer.start()
-            self.consumer, self.producer = consumer, producer
             self.ctx.not_ready.pop(READY_KAFKA, None)
             log.info(
                 "consumer: joined group %s on %s (%s)",
@@ -189,6 +209,7 @@ class KafkaIngest:
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:
+            self.rebalancing = True
             for tp in revoked:
                 self.parts.pop(tp, None)
                 self.unsynced.discard(tp)
@@ -199,6 +220,7 @@ class KafkaIngest:
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.lock:
+            self.rebalancing = False
             # Nothing is fetched for them until their stored offsets are read and sought to.
             for tp in assigned:
                 if tp not in self.parts:
@@ -206,9 +228,10 @@ class KafkaIngest:
                     self.unsynced.add(tp)
             if assigned:
                 log.info("consumer: assigned %s", _names(assigned))
-        # Sync right away when the database answers; the poll loop retries otherwise.
+        # Sync right away when the database answers (briefly: the group waits for this
+        # callback); the poll loop retries otherwise.
         try:
-            async with self.lock:
+            async with self.lock, asyncio.timeout(SYNC_IN_CALLBACK_SECONDS):
                 await self._sync()
         except Exception as exc:
             log.warning("consumer: could not read stored offsets yet (%s); will retry", exc)
@@ -216,7 +239,7 @@ class KafkaIngest:
     async def _sync(self) -> None:
         """Seek every unsynced assigned partition to its offset stored in PostgreSQL (the earliest
         offset when it has none), then resume it."""
-        assignment = self.consumer.assignment()
+        assignment = set() if self.rebalancing else self.consumer.assignment()
         self.unsynced &= set(assignment)
         tps = sorted(self.unsynced)
         if not tps:
@@ -268,9 +291,16 @@ class KafkaIngest:
     async def _step(self) -> None:
         """Sync, fetch, apply one batch. Database and dead-letter failures back off here (the
         group membership stays); errors from the fetch itself end the session."""
+        # Safety net: an assigned partition this instance knows nothing of (the assignment
+        # callback failed) is treated as newly assigned.
+        for tp in () if self.rebalancing else self.consumer.assignment():
+            if tp not in self.parts and tp not in self.unsynced:
+                self.consumer.pause(tp)
+                self.unsynced.add(tp)
+        healthy = True
         if self.unsynced:
             try:
-                async with self.lock:
+                async with self.lock, asyncio.timeout(BATCH_TIMEOUT_SECONDS):
                     await self._sync()
             except asyncio.CancelledError:
                 raise
@@ -278,9 +308,25 @@ class KafkaIngest:
                 # Still poll below (everything unsynced is paused): the group membership and the
                 # highwater marks stay current while the database is away.
                 await self._failed("reading stored offsets", exc)
-        fetched: Mapping[TopicPartition, Sequence[Any]] = await self.consumer.getmany(
-            timeout_ms=POLL_TIMEOUT_MS, max_records=self.settings.consumer_max_records
-        )
+                healthy = False
+        try:
+            fetched: Mapping[TopicPartition, Sequence[Any]] = await self.consumer.getmany(
+                timeout_ms=POLL_TIMEOUT_MS, max_records=self.settings.consumer_max_records
+            )
+        except UnicodeDecodeError:
+            # aiokafka cannot parse a record whose header key is not UTF-8, and would fail on it
+            # for ever: parse leniently from now on and fetch again from the stored offsets.
+            if not lenient.enable():
+                raise
+            log.warning(
+                "consumer: a record has a header key that is not UTF-8; switching to the lenient "
+                "record parser (slower) so it can be dead-lettered"
+            )
+            async with self.lock:
+                self._resync_all()
+            return
+        # Before applying: if the batch hangs, the lag it leaves behind is already visible.
+        self._observe_lag()
         applied = False
         try:
             async with self.lock:
@@ -305,11 +351,16 @@ class KafkaIngest:
         except Exception as exc:
             await self._failed("applying a batch", exc)
             return
-        if self.failure:
-            log.info("consumer: recovered")
-        self.failure, self.failures = None, 0
-        self.ctx.not_ready.pop(READY_CONSUMER, None)
-        self._observe(applied)
+        if healthy:
+            if self.failure:
+                log.info("consumer: recovered")
+            self.failure, self.failures = None, 0
+        self._observe_lag()
+        if applied or (self.total_lag == 0 and not self.unsynced):
+            # Progress: a batch applied, or nothing left to do.
+            self.last_progress = time.time()
+            metrics.CONSUMER_LAST_PROGRESS.set(self.last_progress)
+        self._refresh_readiness()
         if applied:
             async with self.lock:
                 await self._commit_to_kafka()
@@ -330,7 +381,7 @@ class KafkaIngest:
     async def _take(self, fetched: Mapping[TopicPartition, Sequence[Any]]) -> _Batch:
         """The fetched records this instance may apply: of partitions still assigned and synced,
         at or past the position. Also notices a log that ends before the position."""
-        assignment = self.consumer.assignment()
+        assignment = set() if self.rebalancing else self.consumer.assignment()
         reset = set()
         for tp, part in list(self.parts.items()):
             if tp in assignment and await self._check_end(tp, part):
@@ -379,22 +430,36 @@ class KafkaIngest:
         part.suspect_at_ms = None
         return True
 
-    async def _apply(self, batch: _Batch) -> None:
-        s = self.settings
+    def _decode(self, batch: _Batch) -> tuple[list[Event], list[Any], list[dlq.DeadLetter]]:
+        """Valid events (with their records) in partition then offset order, and dead letters."""
         received_at = datetime.now(UTC)
         valid: list[Event] = []
         valid_records: list[Any] = []
         letters: list[dlq.DeadLetter] = []
         for _, records in sorted(batch.records.items()):
             for record in records:
-                decoded = codec.decode(
-                    record, received_at=received_at, max_future_skew=s.max_future_skew
-                )
+                try:
+                    decoded = codec.decode(
+                        record,
+                        received_at=received_at,
+                        max_future_skew=self.settings.max_future_skew,
+                    )
+                except Exception as exc:
+                    # A bug must not stall the partition: the record goes aside, loudly.
+                    log.exception("consumer: could not decode %s", _origin(record))
+                    decoded = codec.Rejection(
+                        Reason.BAD_DATA.value, f"relbank could not decode this record: {exc!r}"
+                    )
                 if isinstance(decoded, Event):
                     valid.append(decoded)
                     valid_records.append(record)
                 else:
                     letters.append(dlq.DeadLetter(record, decoded.reason, decoded.detail))
+        return valid, valid_records, letters
+
+    async def _apply(self, batch: _Batch) -> None:
+        s = self.settings
+        valid, valid_records, letters = self._decode(batch)
         await dlq.publish(self.producer, s.dlq_topic, letters)
         moves = batch.moves(self.parts)
 
@@ -406,17 +471,63 @@ class KafkaIngest:
             applied = await pipeline.apply_batch(
                 conn, valid, policy=self.ctx.policy, path="kafka", alerts_topic=s.alerts_topic
             )
-            conflicts = [
-                dlq.DeadLetter(record, result.reason or "conflict", result.detail or "conflict")
-                for record, result in zip(valid_records, applied.results, strict=True)
-                if result.outcome == "conflict"
-            ]
             # Inside the transaction: acknowledged before the commit that moves the offset.
-            await dlq.publish(self.producer, s.dlq_topic, conflicts)
+            await dlq.publish(self.producer, s.dlq_topic, _conflicts(valid_records, applied))
             return applied
 
-        with metrics.APPLY_BATCH_SECONDS.time():
-            applied = await in_transaction(self.ctx.engine, work)
+        async def one_by_one(conn: AsyncConnection) -> pipeline.Applied:
+            """The batch again, each event in a savepoint: those the database refuses are
+            dead-lettered, the others applied, all in one transaction with the offsets."""
+            await offsets.compare_and_set(conn, s.consumer_group, moves)
+            results: list[pipeline.Result] = []
+            alert_kinds: list[str] = []
+            refused: list[dlq.DeadLetter] = []
+            for event, record in zip(valid, valid_records, strict=True):
+                try:
+                    async with conn.begin_nested():
+                        one = await pipeline.apply_batch(
+                            conn,
+                            [event],
+                            policy=self.ctx.policy,
+                            path="kafka",
+                            alerts_topic=s.alerts_topic,
+                        )
+                except DBAPIError as exc:
+                    if not _refused_data(exc):
+                        raise
+                    detail = f"the database cannot store this event: {exc.orig}"
+                    refused.append(dlq.DeadLetter(record, Reason.BAD_DATA.value, detail))
+                    results.append(
+                        pipeline.Result(
+                            "rejected",
+                            event.source,
+                            event.id,
+                            reason=Reason.BAD_DATA.value,
+                            detail=detail,
+                        )
+                    )
+                    continue
+                results += one.results
+                alert_kinds += one.alert_kinds
+                refused += _conflicts([record], one)
+            await dlq.publish(self.producer, s.dlq_topic, refused)
+            return pipeline.Applied(results, alert_kinds)
+
+        try:
+            with metrics.APPLY_BATCH_SECONDS.time():
+                applied = await in_transaction(self.ctx.engine, work)
+        except DBAPIError as exc:
+            if not valid or not _refused_data(exc):
+                raise
+            # Validation let through something PostgreSQL cannot store (a NUL character, say):
+            # find it rather than fail this batch for ever.
+            log.error(
+                "consumer: the database refused a batch of %d events (%s); applying them one by "
+                "one to set the refused ones aside",
+                len(valid),
+                exc.orig,
+            )
+            applied = await in_transaction(self.ctx.engine, one_by_one)
         for move in moves:
             tp = TopicPartition(move.topic, move.partition)
             part = self.parts[tp]
@@ -452,7 +563,8 @@ class KafkaIngest:
 
     # ---- health --------------------------------------------------------------------------
 
-    def _observe(self, applied: bool) -> None:
+    def _observe_lag(self) -> None:
+        """Records between each synced partition's position and its highwater mark."""
         assignment = self.consumer.assignment()
         total = 0
         for tp, part in self.parts.items():
@@ -465,11 +577,6 @@ class KafkaIngest:
             metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
             total += lag
         self.total_lag = total
-        # Progress: a batch applied, or nothing left to do.
-        if applied or (total == 0 and not self.unsynced):
-            self.last_progress = time.time()
-            metrics.CONSUMER_LAST_PROGRESS.set(self.last_progress)
-        self._refresh_readiness()
 
     def _refresh_readiness(self) -> None:
         stuck_for = time.time() - self.last_progress
@@ -503,6 +610,24 @@ class KafkaIngest:
                 self.ctx.not_ready[READY_KAFKA] = reason
             else:
                 self.ctx.not_ready.pop(READY_KAFKA, None)
+
+
+def _conflicts(records: Sequence[Any], applied: pipeline.Applied) -> list[dlq.DeadLetter]:
+    return [
+        dlq.DeadLetter(record, result.reason or Reason.CONFLICT.value, result.detail or "")
+        for record, result in zip(records, applied.results, strict=True)
+        if result.outcome == "conflict"
+    ]
+
+
+def _refused_data(exc: DBAPIError) -> bool:
+    """Data exception (22xxx) or integrity violation (23xxx): this data, whenever tried, fails."""
+    state = sqlstate(exc)
+    return state is not None and state[:2] in ("22", "23")
+
+
+def _origin(record: Any) -> str:
+    return f"{record.topic}/{record.partition}/{record.offset}"
 
 
 def _names(tps: Iterable[TopicPartition]) -> str:

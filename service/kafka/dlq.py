@@ -10,6 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from service import metrics
+from service.kafka import lenient
 from service.kafka.codec import Headers, RecordLike
 
 ERROR_HEADER = "relbank-error"
@@ -32,13 +33,23 @@ class DeadLetter:
 
     def headers(self) -> Headers:
         # A record re-driven from the dead-letter topic carries our headers already: replace them.
-        kept = [(k, v if v is not None else b"") for k, v in self.record.headers if k not in _OURS]
+        # A key that is not UTF-8 cannot be sent as it was: its bytes are kept escaped (\xNN).
+        kept = [
+            (lenient.printable(k), v if v is not None else b"")
+            for k, v in self.record.headers
+            if k not in _OURS
+        ]
         return [
             *kept,
             (ERROR_HEADER, self.reason.encode()),
-            (DETAIL_HEADER, self.detail.encode()[:_MAX_DETAIL_BYTES]),
+            (DETAIL_HEADER, _cut(self.detail, _MAX_DETAIL_BYTES)),
             (ORIGIN_HEADER, self.origin.encode()),
         ]
+
+
+def _cut(text: str, limit: int) -> bytes:
+    """UTF-8 of `text`, at most `limit` bytes, cut on a character boundary."""
+    return text.encode()[:limit].decode("utf-8", "ignore").encode()
 
 
 async def publish(producer: AIOKafkaProducer, topic: str, letters: Sequence[DeadLetter]) -> None:

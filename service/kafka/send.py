@@ -78,12 +78,18 @@ class Report:
 
 
 def send_http(
-    lines: Iterator[Line], *, url: str, api_key: str | None, batch: int, report: Report
+    lines: Iterator[Line],
+    *,
+    url: str,
+    api_key: str | None,
+    batch: int,
+    report: Report,
+    transport: httpx.BaseTransport | None = None,
 ) -> None:
     headers = {"content-type": "application/cloudevents-batch+json"}
     if api_key:
         headers["authorization"] = f"Bearer {api_key}"
-    with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+    with httpx.Client(base_url=url, headers=headers, timeout=60, transport=transport) as http:
         chunk: list[Line] = []
 
         def flush() -> None:

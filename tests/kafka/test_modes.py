@@ -1,0 +1,85 @@
+"""The same corpus through Kafka structured mode, Kafka binary mode and HTTP: the same ledger."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.domain.policy import Policy
+from service.kafka.client import ensure_topics, produce_events
+from service.settings import Settings
+from tests.conftest import TABLES, close_client, open_client
+from tests.kafka.helpers import (
+    Reference,
+    assert_ledger_matches,
+    make_corpus,
+    running_consumer,
+    stored_balances,
+    wait_consumed,
+)
+
+CORPUS_SIZE = 3000
+
+
+async def _truncate(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+
+
+async def _ledger(engine: AsyncEngine) -> set[tuple[str, str, str, float, datetime]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT customer_id, source, event_id, amount, effective_at FROM ledger_entries")
+        )
+        return {(r.customer_id, r.source, r.event_id, r.amount, r.effective_at) for r in rows}
+
+
+async def test_structured_binary_and_http_give_the_same_ledger(
+    kafka_settings: Settings,
+    engine: AsyncEngine,
+    checker: AsyncEngine,
+    database_url: str,
+    default_policy: Policy,
+) -> None:
+    corpus = make_corpus(CORPUS_SIZE, customers=80, seed=3)
+    # Some producers retry: exact repeats are duplicates, applied once.
+    corpus += corpus[:50]
+    reference = Reference()
+    at = datetime.now(UTC)
+    results: dict[str, tuple[dict[str, float], set[tuple[str, str, str, float, datetime]]]] = {}
+
+    for mode in ("structured", "binary"):
+        await _truncate(engine)
+        settings = kafka_settings.model_copy(
+            update={
+                "input_topic": f"{kafka_settings.input_topic}.{mode}",
+                "consumer_group": f"{kafka_settings.consumer_group}.{mode}",
+            }
+        )
+        await ensure_topics(settings, partitions=3)
+        await produce_events(settings, corpus, binary=mode == "binary")
+        async with running_consumer(settings, engine, default_policy):
+            await wait_consumed(checker, settings.consumer_group, len(corpus), within=60)
+        await assert_ledger_matches(checker, corpus, reference=reference)
+        results[mode] = (await stored_balances(checker, at, 90), await _ledger(checker))
+
+    await _truncate(engine)
+    client, lifespan = await open_client(database_url)
+    try:
+        for i in range(0, len(corpus), 1000):
+            response = await client.post("/v1/events", json=corpus[i : i + 1000])
+            assert response.status_code == 200, response.text
+    finally:
+        await close_client(client, lifespan)
+    await assert_ledger_matches(checker, corpus, reference=reference)
+    results["http"] = (await stored_balances(checker, at, 90), await _ledger(checker))
+
+    assert results["structured"][1] == results["http"][1]
+    assert results["binary"][1] == results["http"][1]
+    for mode in ("structured", "binary"):
+        balances, http_balances = results[mode][0], results["http"][0]
+        assert balances.keys() == http_balances.keys()
+        for customer, value in balances.items():
+            assert abs(value - http_balances[customer]) <= 1e-9 * max(1.0, abs(value)), customer
