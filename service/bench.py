@@ -184,3 +184,26 @@ def add_parser(sub: Any) -> None:
     http.add_argument("--concurrency", type=int, default=4)
     http.add_argument("--reads", type=int, default=1000, help="requests per read endpoint")
     http.set_defaults(func=run_http)
+
+    kafka = kinds.add_parser("kafka", help="sustained Kafka → ledger throughput")
+    kafka.add_argument("--events", type=int, default=50_000)
+    kafka.add_argument("--customers", type=int, default=5_000)
+    kafka.add_argument("--partitions", type=int, default=3)
+    kafka.add_argument(
+        "--embedded",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="own PostgreSQL and broker (default: when RELBANK_KAFKA_BOOTSTRAP is unset)",
+    )
+    kafka.set_defaults(func=run_kafka)
+
+
+def run_kafka(args: argparse.Namespace) -> None:
+    from service.kafka.bench import run
+
+    run(
+        events=args.events,
+        customers=args.customers,
+        partitions=args.partitions,
+        embedded=args.embedded,
+    )

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,12 +73,24 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     print("relbank: database migrated to head")
 
 
+def _exit_on_sigterm() -> None:
+    """uvicorn re-raises SIGTERM once it has shut down; make that a SystemExit, so the `finally`
+    that stops the embedded PostgreSQL and broker runs instead of the process just dying."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def cmd_dev(args: argparse.Namespace) -> None:
     from service import embedded
 
+    _exit_on_sigterm()
     data = Path(args.data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
-    overrides: dict[str, Any] = {"auth": "disabled"}
+    # Tansu settles a group in about one session timeout: keep restarts quick on one machine.
+    overrides: dict[str, Any] = {"auth": "disabled", "consumer_session_timeout_seconds": 3}
     pg = embedded.start_postgres(data / "pgdata")
     overrides["database_url"] = pg.url
     broker = None

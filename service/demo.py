@@ -8,8 +8,9 @@ from typing import Any
 
 from service.domain.policy import Policy
 
-# Customer temperaments: how likely a moment is to be a good one.
-_PROFILES = {"delighted": 0.85, "steady": 0.6, "rocky": 0.35, "churning": 0.12}
+# Customer temperaments: how likely a moment is to be a good one, and how common each is.
+_PROFILES = {"delighted": 0.85, "steady": 0.65, "rocky": 0.4, "churning": 0.15}
+_SHARES = {"delighted": 0.3, "steady": 0.45, "rocky": 0.17, "churning": 0.08}
 
 
 def demo_events(
@@ -31,13 +32,19 @@ def demo_events(
     events: list[dict[str, Any]] = []
     for c in range(customers):
         customer = f"cust-{c:05d}"
-        luck = _PROFILES[rng.choice(list(_PROFILES))]
+        luck = _PROFILES[rng.choices(list(_SHARES), weights=list(_SHARES.values()))[0]]
         for n in range(rng.randint(max(1, events_per_customer // 2), events_per_customer * 3 // 2)):
             at = now - timedelta(seconds=rng.uniform(0, days * 86_400))
             data: dict[str, Any] = {}
             if banded and rng.random() < 0.15:
                 type_ = rng.choice(banded)
-                data["score"] = round(min(10, max(0, rng.gauss(10 * luck, 2.5))))
+                moment = policy.moments[type_]
+                assert moment.field is not None
+                assert moment.bands is not None
+                low = min(b.min for b in moment.bands)
+                high = max(b.max for b in moment.bands)
+                score = rng.gauss(low + (high - low) * luck, (high - low) / 4)
+                data[moment.field] = round(min(high, max(low, score)))
             else:
                 type_ = rng.choice(good if rng.random() < luck else bad)
                 if rng.random() < 0.2:

@@ -26,7 +26,8 @@ class EmbeddedPostgres:
         # pgserver's own cleanup stops the postmaster only when its per-directory list of users
         # is exactly this process, which a killed earlier run can leave stale; stop it directly.
         self.server.cleanup()
-        self.server.stop()
+        if (Path(self.server.pgdata) / "postmaster.pid").exists():
+            self.server.stop()
 
 
 def start_postgres(pgdata: Path) -> EmbeddedPostgres:

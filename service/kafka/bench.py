@@ -172,20 +172,3 @@ def run(
     for line in result.lines():
         print(f"relbank bench kafka: {line}")
     return result
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=50_000)
-    parser.add_argument("--customers", type=int, default=5_000)
-    parser.add_argument("--partitions", type=int, default=3)
-    parser.add_argument("--embedded", action=argparse.BooleanOptionalAction, default=None)
-    args = parser.parse_args()
-    run(
-        events=args.events,
-        customers=args.customers,
-        partitions=args.partitions,
-        embedded=args.embedded,
-    )
