@@ -372,3 +372,25 @@ def test_deeply_nested_data_is_rejected_not_a_crash() -> None:
 def test_integers_beyond_64_bits_are_rejected_not_a_crash(data: dict[str, Any]) -> None:
     reason = reason_of(make_envelope(data=data), encoded_size=200)
     assert reason in {Reason.BAD_DATA, Reason.BAD_MAGNITUDE}
+
+
+def test_a_nul_character_is_rejected_with_the_attribute_or_data_reason() -> None:
+    with pytest.raises(InvalidEvent) as in_data:
+        check(make_envelope(data={"note": "a\x00b"}))
+    assert in_data.value.reason is Reason.BAD_DATA
+    with pytest.raises(InvalidEvent) as in_id:
+        check(make_envelope(id="a\x00b"))
+    assert in_id.value.reason is Reason.BAD_ATTRIBUTE
+
+
+def test_the_hash_sees_content_not_encoding() -> None:
+    """Binary mode carries extensions as strings and names the default content type: the same
+    event sent both ways is a duplicate, not a conflict."""
+    structured = make_envelope(data={"x": 1}, extra={"priority": 5, "urgent": True})
+    binary = make_envelope(
+        data={"x": 1},
+        extra={"priority": "5", "urgent": "true", "datacontenttype": "application/json"},
+    )
+    assert content_hash(structured) == content_hash(binary)
+    assert content_hash(structured) != content_hash(make_envelope(data={"x": 2}))
+    assert content_hash(binary) != content_hash({**binary, "datacontenttype": "text/plain"})
