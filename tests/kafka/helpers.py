@@ -485,6 +485,10 @@ async def assert_offsets_only_moved_forward(engine: AsyncEngine, group: str) -> 
                 {"g": group},
             )
         ).all()
+    async with engine.begin() as conn:
+        # The audit is the test's, not the schema's: leave the database as migrations made it.
+        await conn.execute(text("DROP TABLE IF EXISTS test_offset_audit"))
+        await conn.execute(text("DROP FUNCTION IF EXISTS test_offset_audit()"))
     backwards = [r for r in rows if r.old is not None and r.new <= r.old]
     assert not backwards, f"stored offsets moved backwards: {backwards[:5]}"
     return len(rows)
