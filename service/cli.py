@@ -95,7 +95,9 @@ def cmd_dev(args: argparse.Namespace) -> None:
     overrides["database_url"] = pg.url
     broker = None
     if not args.no_kafka:
-        broker = embedded.start_broker(data / "broker.log", port=args.kafka_port)
+        broker = embedded.start_broker(
+            data / "broker.log", port=args.kafka_port, state_file=data / "broker.json"
+        )
         overrides["kafka_bootstrap"] = broker.bootstrap
     settings = load_settings(**overrides)
     policy = _policy(settings)

