@@ -42,35 +42,9 @@ def _show(offset: int | None) -> str:
     return "no row" if offset is None else str(offset)
 
 
-async def load(
-    conn: AsyncConnection, group: str, partitions: Iterable[tuple[str, int]]
+async def _stored(
+    conn: AsyncConnection, group: str, keys: list[tuple[str, int]], *, lock: bool
 ) -> dict[tuple[str, int], int]:
-    """The stored next offset of each (topic, partition) that has one."""
-    keys = sorted(set(partitions))
-    if not keys:
-        return {}
-    rows = await conn.execute(
-        text(
-            """
-            SELECT o.topic, o.partition, o.next_offset
-            FROM consumer_offsets o
-            JOIN unnest(CAST(:topic AS text[]), CAST(:partition AS int[])) AS k(topic, partition)
-              ON o.topic = k.topic AND o.partition = k.partition
-            WHERE o.consumer_group = :group
-            """
-        ),
-        {"group": group, "topic": [k[0] for k in keys], "partition": [k[1] for k in keys]},
-    )
-    return {(r.topic, r.partition): int(r.next_offset) for r in rows}
-
-
-async def compare_and_set(conn: AsyncConnection, group: str, moves: Iterable[Move]) -> None:
-    """Move every partition's stored offset, or raise `StaleOffsets` having changed nothing
-    the caller's rollback would not undo."""
-    ordered = sorted(moves, key=lambda m: (m.topic, m.partition))
-    if not ordered:
-        return
-    # Lock the existing rows in (topic, partition) order before anything else is locked.
     rows = await conn.execute(
         text(
             """
@@ -80,16 +54,30 @@ async def compare_and_set(conn: AsyncConnection, group: str, moves: Iterable[Mov
               ON o.topic = k.topic AND o.partition = k.partition
             WHERE o.consumer_group = :group
             ORDER BY o.topic, o.partition
-            FOR UPDATE OF o
             """
+            + (" FOR UPDATE OF o" if lock else "")
         ),
-        {
-            "group": group,
-            "topic": [m.topic for m in ordered],
-            "partition": [m.partition for m in ordered],
-        },
+        {"group": group, "topic": [k[0] for k in keys], "partition": [k[1] for k in keys]},
     )
-    stored = {(r.topic, r.partition): int(r.next_offset) for r in rows}
+    return {(r.topic, r.partition): int(r.next_offset) for r in rows}
+
+
+async def load(
+    conn: AsyncConnection, group: str, partitions: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """The stored next offset of each (topic, partition) that has one."""
+    keys = sorted(set(partitions))
+    return await _stored(conn, group, keys, lock=False) if keys else {}
+
+
+async def compare_and_set(conn: AsyncConnection, group: str, moves: Iterable[Move]) -> None:
+    """Move every partition's stored offset, or raise `StaleOffsets` having changed nothing
+    the caller's rollback would not undo."""
+    ordered = sorted(moves, key=lambda m: (m.topic, m.partition))
+    if not ordered:
+        return
+    # Lock the existing rows in (topic, partition) order before anything else is locked.
+    stored = await _stored(conn, group, [(m.topic, m.partition) for m in ordered], lock=True)
     stale = {
         (m.topic, m.partition): (m.expected, stored.get((m.topic, m.partition)))
         for m in ordered
