@@ -60,13 +60,13 @@ def server_url() -> Iterator[str]:
             pg.stop()
 
 
-def _with_database(url: str, name: str) -> str:
+def with_database(url: str, name: str) -> str:
     base, _, query = url.partition("?")
     base = base.rsplit("/", 1)[0]
     return f"{base}/{name}" + (f"?{query}" if query else "")
 
 
-async def _admin(url: str, statement: str) -> None:
+async def admin_sql(url: str, statement: str) -> None:
     engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
@@ -79,13 +79,13 @@ async def _admin(url: str, statement: str) -> None:
 def database_url(server_url: str) -> Iterator[str]:
     """A fresh database for this session, migrated to head, dropped at the end."""
     name = f"relbank_test_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
-    url = _with_database(server_url, name)
+    asyncio.run(admin_sql(server_url, f'CREATE DATABASE "{name}"'))
+    url = with_database(server_url, name)
     try:
         upgrade(url)
         yield url
     finally:
-        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin_sql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")

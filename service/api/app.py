@@ -13,6 +13,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import DBAPIError, ProgrammingError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,13 +26,15 @@ from service.api.routes import router
 from service.api.views import BatchResultsOut, JSONBody
 from service.domain.envelope import CloudEvent
 from service.domain.policy import Policy
+from service.retry import backoff
 from service.settings import Settings
 from service.storage import policies, reads
-from service.storage.db import make_engine
+from service.storage.db import make_engine, sqlstate
 
 log = logging.getLogger("relbank")
 
 Role = Literal["all", "api", "consumer", "worker"]
+READY_POLICY = "policy"
 # A background service runs until cancelled; it may report readiness problems in ctx.not_ready.
 Service = Callable[[Context], Coroutine[Any, Any, None]]
 
@@ -67,9 +70,12 @@ def create_app(
         app.state.ctx = ctx
         tasks: list[asyncio.Task[None]] = []
         try:
-            async with engine.begin() as conn:
-                await policies.activate(conn, policy)
-            tasks = [asyncio.create_task(service(ctx)) for service in services or []]
+            if await _activate(ctx):
+                tasks = [asyncio.create_task(service(ctx)) for service in services or []]
+            else:
+                # PostgreSQL is not there yet: serve /healthz and a 503 /readyz meanwhile rather
+                # than exit (an orchestrator would only restart us into the same wait).
+                tasks = [asyncio.create_task(_activate_then_run(ctx, services or []))]
             yield
         finally:
             for task in tasks:
@@ -91,6 +97,44 @@ def create_app(
     _install_ops(app)
     app.add_middleware(HttpMetrics)
     return app
+
+
+async def _activate(ctx: Context) -> bool:
+    """Record the policy as active; False while the database cannot be reached. A policy the
+    stored balances do not fit, or a database never migrated, stop start-up with the fix."""
+    try:
+        async with ctx.engine.begin() as conn:
+            await policies.activate(conn, ctx.policy)
+    except policies.PolicyMismatch as exc:
+        raise SystemExit(f"relbank: RELBANK_POLICY: {exc}") from None
+    except ProgrammingError as exc:
+        if sqlstate(exc) == "42P01":  # undefined table
+            raise SystemExit(
+                "relbank: the database has no relbank tables: run `relbank migrate` first"
+            ) from None
+        raise
+    except (OSError, DBAPIError) as exc:
+        reason = f"{type(exc).__name__}: {exc}".strip()[:300]
+        ctx.not_ready[READY_POLICY] = f"waiting for PostgreSQL to record the policy ({reason})"
+        log.warning("start-up: PostgreSQL does not answer (%s); waiting for it", reason)
+        return False
+    ctx.not_ready.pop(READY_POLICY, None)
+    return True
+
+
+async def _activate_then_run(ctx: Context, services: list[Service]) -> None:
+    attempt = 0
+    while not await _activate(ctx):
+        attempt += 1
+        await asyncio.sleep(backoff(attempt, cap=30.0))
+    log.info("start-up: PostgreSQL answered; policy %s is active", ctx.policy.version)
+    tasks = [asyncio.create_task(service(ctx)) for service in services]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _document_event_schemas(app: FastAPI) -> None:

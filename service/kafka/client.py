@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -60,13 +59,6 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     }
     options.update(overrides)
     return AIOKafkaProducer(**kafka_kwargs(settings), **options)
-
-
-def backoff(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> float:
-    """Capped exponential backoff with jitter: a fleet that failed together does not retry
-    in step."""
-    ceiling: float = min(cap, base * 2 ** min(attempt, 30))
-    return random.uniform(ceiling / 2, ceiling)
 
 
 async def ensure_topics(settings: Settings, partitions: int = 3) -> list[str]:

@@ -53,7 +53,8 @@ from service import metrics, pipeline
 from service.api.context import Context
 from service.domain.envelope import Event, Reason
 from service.kafka import codec, dlq, lenient
-from service.kafka.client import backoff, kafka_kwargs, make_producer
+from service.kafka.client import kafka_kwargs, make_producer
+from service.retry import backoff
 from service.storage import offsets
 from service.storage.db import in_transaction, sqlstate
 from service.storage.offsets import Move, StaleOffsets

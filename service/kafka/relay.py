@@ -15,8 +15,9 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.api.context import Context
-from service.kafka.client import backoff, make_producer
+from service.kafka.client import make_producer
 from service.kafka.codec import STRUCTURED_CONTENT_TYPE
+from service.retry import backoff
 from service.storage import outbox
 
 log = logging.getLogger("relbank.relay")

@@ -24,6 +24,7 @@ import orjson
 
 from service.domain.envelope import MAX_EVENT_BYTES
 from service.kafka import client, codec
+from service.retry import backoff
 from service.settings import Settings, load_settings
 
 _SHOW_REJECTS = 100
@@ -141,7 +142,7 @@ def _post(http: httpx.Client, body: bytes) -> httpx.Response:
         else:
             if response.status_code < 500 or attempt == 5:
                 return response
-        time.sleep(client.backoff(attempt, base=0.5, cap=8))
+        time.sleep(backoff(attempt, base=0.5, cap=8))
     raise AssertionError("unreachable")
 
 

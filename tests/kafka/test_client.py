@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service.kafka.client import backoff, kafka_kwargs
+from service.kafka.client import kafka_kwargs
+from service.retry import backoff
 from tests.conftest import make_settings
 
 URL = "postgresql://postgres@127.0.0.1/x"
