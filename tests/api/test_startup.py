@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.embedded import free_port, start_postgres
 from service.storage.migrate import upgrade
-from tests.conftest import admin_sql, with_database, close_client, make_policy, open_client
+from tests.conftest import admin_sql, close_client, make_policy, open_client, with_database
 from tests.factories import make_event
 
 
