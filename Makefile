@@ -26,8 +26,9 @@ rules:      ## promtool check + unit tests of the alert rules
 
 check: lint typecheck rules test   ## what CI runs
 
-bench:      ## HTTP ingest throughput and read latency on this machine
+bench:      ## HTTP ingest throughput, read latency, Kafka → ledger throughput on this machine
 	uv run relbank bench http
+	uv run relbank bench kafka
 
 schemas:    ## regenerate schemas/ from the code's models
 	uv run relbank schemas

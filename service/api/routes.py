@@ -207,6 +207,8 @@ async def get_balance(
 async def get_ledger(
     customer_id: str, ctx: Ctx, limit: Limit = 100, cursor: str | None = None
 ) -> JSONBody:
+    """Entries newest first by effective time (then by entry id), as a bank statement reads;
+    keyset paging visits every entry exactly once."""
     after = None
     if cursor:
         after = decode_cursor(cursor, _ledger_key)
@@ -345,6 +347,8 @@ async def get_at_risk(
 async def get_alerts(
     ctx: Ctx, after: Annotated[int, Query(ge=0, le=_BIGINT_MAX)] = 0, limit: Limit = 100
 ) -> JSONBody:
+    """Alerts oldest first. Ids become visible in id order, so polling with `after=` set to the
+    last id seen never skips one; `next_cursor` is that `after` while a page comes back full."""
     async with ctx.engine.connect() as conn:
         items = await reads.alerts_after(conn, after=after, limit=limit)
     next_cursor = str(items[-1]["alert_id"]) if len(items) == limit else None
