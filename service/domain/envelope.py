@@ -167,9 +167,13 @@ def canonical(envelope: dict[str, Any]) -> bytes:
 _CORE = frozenset({"specversion", "id", "source", "type", "subject", "time", "data"})
 
 
-def _hash_basis(envelope: dict[str, Any]) -> dict[str, Any]:
+def _hash_basis(envelope: dict[str, Any]) -> dict[str, Any] | None:
     """The envelope as CloudEvents means it, whatever the encoding it came in: binary mode
-    carries every attribute as a string and names the default content type explicitly."""
+    carries every attribute as a string and names the default content type explicitly.
+    None when that is the envelope itself (the common case)."""
+    plain = all(name in _CORE or isinstance(value, str) for name, value in envelope.items())
+    if plain and "datacontenttype" not in envelope:
+        return None
     basis: dict[str, Any] = {}
     for name, value in envelope.items():
         default_type = isinstance(value, str) and value.split(";")[0].strip().lower() == (
@@ -185,9 +189,13 @@ def _hash_basis(envelope: dict[str, Any]) -> dict[str, Any]:
     return basis
 
 
-def content_hash(envelope: dict[str, Any]) -> bytes:
-    """Two events with the same (source, id) are duplicates when this matches, else a conflict."""
-    return hashlib.sha256(canonical(_hash_basis(envelope))).digest()
+def content_hash(envelope: dict[str, Any], encoded: bytes | None = None) -> bytes:
+    """Two events with the same (source, id) are duplicates when this matches, else a conflict.
+    `encoded` is `canonical(envelope)` when the caller has it already."""
+    basis = _hash_basis(envelope)
+    if basis is None:
+        return hashlib.sha256(encoded if encoded is not None else canonical(envelope)).digest()
+    return hashlib.sha256(canonical(basis)).digest()
 
 
 def _check_string(envelope: dict[str, Any], name: str) -> str:
@@ -299,7 +307,7 @@ def validate(
         data=data,
         envelope=envelope,
         encoded=encoded,
-        content_hash=content_hash(envelope),
+        content_hash=content_hash(envelope, encoded),
     )
 
 
