@@ -2,9 +2,15 @@
 # relbank image: `docker build -t relbank .` (deploy/compose.yaml builds it for the local stack).
 # Runs `relbank serve --role all` by default; pass other arguments to run another role or command,
 # e.g. `docker run relbank migrate` or `docker run relbank serve --role consumer`.
+#
+# The image carries the production dependencies only: not the development group, and not the
+# `embedded` extra (the embedded PostgreSQL and broker behind `relbank dev`). Both base images are
+# pinned to an exact Python and Debian release; to pin by digest as well, resolve it once with
+# `docker buildx imagetools inspect python:3.11.13-slim-bookworm` and append `@sha256:...`.
+ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 # ---- build: resolve the locked dependencies and install the project into /opt/venv ------------
-FROM python:3.11-slim AS build
+FROM ${PYTHON_IMAGE} AS build
 
 # Same uv as the lock file was written with; it comes from PyPI like everything else.
 RUN pip install --no-cache-dir uv==0.13.9
@@ -17,6 +23,7 @@ ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
 WORKDIR /src
 
 # Dependencies first (the layer is reused while pyproject.toml and uv.lock do not change) ...
+# --no-dev and no extras: neither the development tools nor the embedded stack.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-project
@@ -30,7 +37,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable
 
 # ---- runtime: the virtual environment only, run by an unprivileged user -----------------------
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 RUN groupadd --system --gid 10001 relbank \
     && useradd --system --uid 10001 --gid relbank --home-dir /app --no-create-home \

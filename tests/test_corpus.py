@@ -1,5 +1,5 @@
 """A corpus of thousands of events through the public API only, posted singly, in batches and
-concurrently, checked against a model written from DESIGN §2-§4 alone (it reads the policy YAML
+concurrently, checked against a model written from README alone (it reads the policy YAML
 itself and shares no code with the service's arithmetic)."""
 
 from __future__ import annotations

@@ -8,17 +8,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import pipeline
+from service import pipeline, wire
+from service.application import Relbank
 from service.domain.balance import balance_from_entries
 from service.domain.envelope import Event
 from service.domain.policy import Policy, weigh
-from service.storage import reads
-from service.storage.db import in_transaction
+from service.storage import accounts
+from service.storage.alerts import after as alerts_after
+from service.storage.db import Database
 from tests.factories import make_event
-
-TOPIC = "relbank.alerts"
 
 
 def decoded(items: list[dict[str, Any]]) -> list[Event]:
@@ -31,18 +31,23 @@ def decoded(items: list[dict[str, Any]]) -> list[Event]:
 async def apply(
     engine: AsyncEngine, policy: Policy, items: list[dict[str, Any]]
 ) -> pipeline.Applied:
-    events = decoded(items)
+    return await relbank(engine, policy).ingest(decoded(items), path="http")
 
-    async def work(conn: AsyncConnection) -> pipeline.Applied:
-        return await pipeline.apply_batch(
-            conn, events, policy=policy, path="http", alerts_topic=TOPIC
-        )
 
-    return await in_transaction(engine, work)
+def relbank(engine: AsyncEngine, policy: Policy) -> Relbank:
+    """The application service over the test's engine."""
+    return Relbank(Database(engine), policy)
+
+
+async def alert_items(engine: AsyncEngine, *, after: int = 0, limit: int = 1000) -> list[Any]:
+    """The alert feed as the API shows it."""
+    async with engine.connect() as conn:
+        found = await alerts_after(conn, after=after, limit=limit)
+    return [wire.alert_item(i, a) for i, a in found]
 
 
 def expected_balance(policy: Policy, items: list[dict[str, Any]], at: datetime) -> float:
-    """DESIGN §3 computed straight from the distinct events (no segments here)."""
+    """README computed straight from the distinct events (no segments here)."""
     entries = []
     for item in {(i["source"], i["id"]): i for i in items}.values():
         w = weigh(policy, type_=item["type"], data=item.get("data"), magnitude=1.0, segment=None)
@@ -107,7 +112,7 @@ async def test_concurrent_writers_on_one_customer(
     assert await scalar(clean, "SELECT count(DISTINCT event_seq) FROM ledger_entries") == 200
     now = datetime.now(UTC)
     async with clean.connect() as conn:
-        account = await reads.account(conn, "c0")
+        account = await accounts.one(conn, "c0")
     assert account is not None
     assert account.entries == 200
     got = account.balance(now, default_policy)
@@ -131,7 +136,7 @@ async def test_concurrent_batches_over_many_customers(
     now = datetime.now(UTC)
     async with clean.connect() as conn:
         for c in range(15):
-            account = await reads.account(conn, f"c{c}")
+            account = await accounts.one(conn, f"c{c}")
             assert account is not None
             mine = [i for i in items if i["subject"] == f"c{c}"]
             want = expected_balance(default_policy, mine, now)
@@ -150,8 +155,7 @@ async def test_alert_feed_never_skips_under_concurrent_commits(
         after = 0
         while True:
             finished = done.is_set()
-            async with clean.connect() as conn:
-                items = await reads.alerts_after(conn, after=after, limit=1000)
+            items = await alert_items(clean, after=after)
             for item in items:
                 seen.append(int(item["alert_id"]))
                 after = int(item["alert_id"])
@@ -182,8 +186,7 @@ async def test_new_account_evaluated_at_once(clean: AsyncEngine, default_policy:
         clean, default_policy, [make_event(id="c", subject="n1", type="cancellation.requested")]
     )
     assert applied.alert_kinds == ["at_risk"]
-    async with clean.connect() as conn:
-        [alert] = await reads.alerts_after(conn, after=0, limit=10)
+    [alert] = await alert_items(clean)
     assert alert["cause"] == {"source": "zendesk", "id": "c"}
     assert alert["threshold"] == -15
-    assert await scalar(clean, "SELECT count(*) FROM outbox") == 1
+    assert await relbank(clean, default_policy).sinks.topic_backlog() == 1

@@ -5,37 +5,31 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import pipeline
 from service.domain.policy import Policy
-from service.replay import replay
-from service.storage import policies, writes
-from service.storage.db import in_transaction
+from service.storage import accounts, policies
 from tests.conftest import make_policy
 from tests.factories import make_event
-from tests.test_pipeline import TOPIC, apply, corpus, scalar
+from tests.test_pipeline import apply, corpus, relbank, scalar
+
+# The ledger readers see: the active generation (1 before anything was activated).
+ACTIVE = "generation = coalesce((SELECT generation FROM projection_state WHERE id = 1), 1)"
 
 
 async def balances(engine: AsyncEngine, policy: Policy, now: datetime) -> dict[str, float]:
     """B(now) of every account; a fixed `now`, since balances decay between two reads."""
     async with engine.connect() as conn:
-        accounts = await writes.all_accounts(conn)
-    return {c: a.balance(now, policy) for c, a in accounts.items()}
+        found = await accounts.load_all(conn)
+    return {c: a.balance(now, policy) for c, a in found.items()}
 
 
 async def run_replay(engine: AsyncEngine, policy: Policy) -> None:
-    async def work(conn: AsyncConnection) -> None:
-        await replay(conn, policy, alerts_topic=TOPIC)
-
-    await in_transaction(engine, work)
+    await relbank(engine, policy).replay(policy)
 
 
 async def set_segment(engine: AsyncEngine, policy: Policy, customer: str, segment: str) -> None:
-    async def work(conn: AsyncConnection) -> None:
-        await pipeline.change_segment(conn, customer, segment, policy=policy, alerts_topic=TOPIC)
-
-    await in_transaction(engine, work)
+    await relbank(engine, policy).change_segment(customer, segment)
 
 
 async def test_replay_reproduces_live_balances(clean: AsyncEngine, default_policy: Policy) -> None:
@@ -46,7 +40,7 @@ async def test_replay_reproduces_live_balances(clean: AsyncEngine, default_polic
     await apply(clean, default_policy, items[200:])
     at = datetime.now(UTC)
     live = await balances(clean, default_policy, at)
-    entries = await scalar(clean, "SELECT count(*) FROM ledger_entries")
+    entries = await scalar(clean, f"SELECT count(*) FROM ledger_entries WHERE {ACTIVE}")
     alerts = await scalar(clean, "SELECT count(*) FROM alerts")
 
     await run_replay(clean, default_policy)
@@ -55,7 +49,10 @@ async def test_replay_reproduces_live_balances(clean: AsyncEngine, default_polic
     assert replayed.keys() == live.keys()
     for customer, balance in live.items():
         assert replayed[customer] == pytest.approx(balance, rel=1e-9, abs=1e-9)
-    assert await scalar(clean, "SELECT count(*) FROM ledger_entries") == entries
+    assert await scalar(clean, f"SELECT count(*) FROM ledger_entries WHERE {ACTIVE}") == entries
+    # The ledger is append-only: the rebuilt one is a new generation beside the old one.
+    assert await scalar(clean, "SELECT count(*) FROM ledger_entries") == 2 * entries
+    assert await scalar(clean, "SELECT generation FROM projection_state") == 2
     # Same policy, same statuses: replay raises nothing new; earlier alerts stay.
     assert await scalar(clean, "SELECT count(*) FROM alerts") == alerts
 
@@ -75,7 +72,9 @@ async def test_replay_under_new_policy_reweighs_and_alerts(
     await run_replay(clean, harsher)
     [balance] = (await balances(clean, harsher, datetime.now(UTC))).values()
     assert balance == pytest.approx(-30, rel=1e-3)
-    assert await scalar(clean, "SELECT policy_version FROM ledger_entries") == "harsher"
+    assert await scalar(clean, f"SELECT policy_version FROM ledger_entries WHERE {ACTIVE}") == (
+        "harsher"
+    )
     assert await scalar(clean, "SELECT kind FROM alerts") == "at_risk"
     assert await scalar(clean, "SELECT cause_id FROM alerts") == "replay:harsher"
 

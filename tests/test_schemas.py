@@ -13,6 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service import cli
 from service.domain.envelope import InvalidEvent
 from service.domain.policy import DEFAULT_POLICY_PATH
 from service.schemas import (
@@ -20,7 +21,6 @@ from service.schemas import (
     EVENT_SCHEMA_FILE,
     POLICY_SCHEMA_FILE,
     event_schema,
-    main,
     policy_schema,
     render,
     schema_files,
@@ -58,7 +58,7 @@ def validate_accepts(envelope: Any) -> bool:
 def test_checked_in_schema_matches_the_model(name: str) -> None:
     path = DEFAULT_DIRECTORY / name
     assert path.read_text(encoding="utf-8") == render(schema_files()[name]), (
-        f"{path} is stale: run `uv run python -m service.schemas`"
+        f"{path} is stale: run `uv run relbank schemas`"
     )
 
 
@@ -83,12 +83,14 @@ def test_write_schemas_writes_both_files() -> None:
             assert json.loads(path.read_text(encoding="utf-8")) == schema_files()[path.name]
 
 
-def test_main_writes_into_the_given_directory() -> None:
+def test_relbank_schemas_writes_into_the_given_directory(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        assert main([tmp]) == 0
+        cli.main(["schemas", tmp])
         assert (Path(tmp) / EVENT_SCHEMA_FILE).is_file()
         assert (Path(tmp) / POLICY_SCHEMA_FILE).is_file()
-        assert main([tmp, "extra"]) == 2
+        assert str(Path(tmp) / EVENT_SCHEMA_FILE) in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- envelope schema vs validate

@@ -5,53 +5,57 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import DBAPIError, ProgrammingError
-from starlette.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
-from service.api import problems
-from service.api.auth import ApiKeysError, Authenticator, load_api_keys
-from service.api.context import Context
+from service.api import document, history, problems, simulate, ui
+from service.api.auth import ApiKeysError, Authenticator, load_api_keys, require
+from service.api.edge import BodyLimit, ErrorBoundary, HeaderLimit, RawCustomerPaths
+from service.api.health import Readiness
+from service.api.middleware import RequestContext
 from service.api.problems import problem_response
 from service.api.routes import router
-from service.api.views import BatchResultsOut, JSONBody
+from service.api.views import (
+    METRICS_RESPONSES,
+    READYZ_RESPONSES,
+    BatchResultsOut,
+    JSONBody,
+    ProblemOut,
+    problem_responses,
+)
+from service.api.webhooks import router as webhooks_router
 from service.domain.envelope import CloudEvent
 from service.domain.policy import Policy
-from service.retry import backoff
+from service.errors import StartupError
+from service.runtime import Role, Runtime, Service
 from service.settings import Settings
-from service.storage import policies, reads
-from service.storage.db import make_engine, sqlstate
 
 log = logging.getLogger("relbank")
-
-Role = Literal["all", "api", "consumer", "worker"]
-READY_POLICY = "policy"
-# A background service runs until cancelled; it may report readiness problems in ctx.not_ready.
-Service = Callable[[Context], Coroutine[Any, Any, None]]
 
 
 def authenticator_for(settings: Settings) -> Authenticator:
     if settings.auth == "disabled":
         return Authenticator(None)
+    # RELBANK_METRICS_AUTH=disabled: Prometheus scrapes without a key.
+    open_scopes = frozenset({"metrics"} if _metrics_auth(settings) == "disabled" else ())
     if settings.api_keys_file is None:
-        raise SystemExit(
-            "relbank: RELBANK_API_KEYS_FILE is not set: no API key could ever be accepted. "
+        raise StartupError(
+            "RELBANK_API_KEYS_FILE is not set: no API key could ever be accepted. "
             "Point it at a YAML list of {name, sha256, scopes}, or set RELBANK_AUTH=disabled "
             "explicitly to run without authentication."
         )
     try:
-        return Authenticator(load_api_keys(settings.api_keys_file))
+        return Authenticator(load_api_keys(settings.api_keys_file), open_scopes=open_scopes)
     except ApiKeysError as exc:
-        raise SystemExit(f"relbank: RELBANK_API_KEYS_FILE: {exc}") from None
+        raise StartupError(f"RELBANK_API_KEYS_FILE: {exc}") from None
 
 
 def create_app(
@@ -60,28 +64,25 @@ def create_app(
     *,
     role: Role = "all",
     services: list[Service] | None = None,
+    on_fatal: Callable[[BaseException], None] | None = None,
 ) -> FastAPI:
+    """The ASGI app of a process of `role`; its lifespan builds the Runtime and runs `services`
+    in the background. Raises `StartupError` for what waiting cannot fix."""
     authenticator = authenticator_for(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.async_database_url, pool_size=settings.database_pool_size)
-        ctx = Context(settings, policy, engine, authenticator)
-        app.state.ctx = ctx
-        tasks: list[asyncio.Task[None]] = []
+        rt = Runtime.build(settings, policy, role=role, on_fatal=on_fatal)
+        app.state.runtime = rt
+        task: asyncio.Task[None] | None = None
         try:
-            if await _activate(ctx):
-                tasks = [asyncio.create_task(service(ctx)) for service in services or []]
-            else:
-                # PostgreSQL is not there yet: serve /healthz and a 503 /readyz meanwhile rather
-                # than exit (an orchestrator would only restart us into the same wait).
-                tasks = [asyncio.create_task(_activate_then_run(ctx, services or []))]
+            task = await rt.start(services or [])
             yield
         finally:
-            for task in tasks:
+            if task is not None:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await engine.dispose()
+                await asyncio.gather(task, return_exceptions=True)
+            await rt.close()
 
     app = FastAPI(
         title="relbank",
@@ -89,55 +90,38 @@ def create_app(
         summary="A relationship bank balance per customer: ledger, balances, churn alerts.",
         lifespan=lifespan,
         default_response_class=JSONBody,
+        docs_url=None,  # served offline by ui.install
+        redoc_url=None,
+        # A redirect would be built from the Host header; a path with a trailing slash is a 404.
+        redirect_slashes=False,
     )
+    app.state.authenticator = authenticator
     problems.install(app)
     if role in ("all", "api"):
+        app.include_router(history.router)  # before the catch-all customer routes
+        app.include_router(simulate.router)
         app.include_router(router)
-        _document_event_schemas(app)
-    _install_ops(app)
+        app.include_router(webhooks_router)
+        ui.install(app)
+        _document_event_schemas(app, policy)
+    _install_ops(app, role)
+    # The first added is the innermost: metrics see the status the error boundary chose.
+    app.add_middleware(RawCustomerPaths)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ErrorBoundary)
+    app.add_middleware(HeaderLimit)
     app.add_middleware(HttpMetrics)
+    app.add_middleware(RequestContext)  # last: outermost, so it sees every response
     return app
 
 
-async def _activate(ctx: Context) -> bool:
-    """Record the policy as active; False while the database cannot be reached. A policy the
-    stored balances do not fit, or a database never migrated, stop start-up with the fix."""
-    try:
-        async with ctx.engine.begin() as conn:
-            await policies.activate(conn, ctx.policy)
-    except policies.PolicyMismatch as exc:
-        raise SystemExit(f"relbank: RELBANK_POLICY: {exc}") from None
-    except ProgrammingError as exc:
-        if sqlstate(exc) == "42P01":  # undefined table
-            raise SystemExit(
-                "relbank: the database has no relbank tables: run `relbank migrate` first"
-            ) from None
-        raise
-    except (OSError, DBAPIError) as exc:
-        reason = f"{type(exc).__name__}: {exc}".strip()[:300]
-        ctx.not_ready[READY_POLICY] = f"waiting for PostgreSQL to record the policy ({reason})"
-        log.warning("start-up: PostgreSQL does not answer (%s); waiting for it", reason)
-        return False
-    ctx.not_ready.pop(READY_POLICY, None)
-    return True
+def _metrics_auth(settings: Settings) -> str:
+    # RELBANK_METRICS_AUTH is added to Settings on another branch; until then, "enabled".
+    value: str = getattr(settings, "metrics_auth", "enabled")
+    return value
 
 
-async def _activate_then_run(ctx: Context, services: list[Service]) -> None:
-    attempt = 0
-    while not await _activate(ctx):
-        attempt += 1
-        await asyncio.sleep(backoff(attempt, cap=30.0))
-    log.info("start-up: PostgreSQL answered; policy %s is active", ctx.policy.version)
-    tasks = [asyncio.create_task(service(ctx)) for service in services]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _document_event_schemas(app: FastAPI) -> None:
+def _document_event_schemas(app: FastAPI, policy: Policy) -> None:
     """Add the schemas POST /v1/events refers to but FastAPI cannot see (it reads raw bodies)."""
 
     def openapi() -> dict[str, Any]:
@@ -145,78 +129,45 @@ def _document_event_schemas(app: FastAPI) -> None:
             schema = get_openapi(
                 title=app.title, version=app.version, summary=app.summary, routes=app.routes
             )
+            ui.declare_bearer(schema)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (CloudEvent, BatchResultsOut):
+            for model in (CloudEvent, BatchResultsOut, ProblemOut):
                 found = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(found.pop("$defs", {}))
                 components[model.__name__] = found
+            document.refine(schema, policy)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _install_ops(app: FastAPI) -> None:
-    gauges = _GaugeRefresher()
+def _install_ops(app: FastAPI, role: Role) -> None:
+    worker = role in ("all", "worker")
+    readiness = Readiness()
 
-    @app.get("/healthz", include_in_schema=True, tags=["ops"])
+    @app.get("/healthz", include_in_schema=True, tags=["ops"], responses=problem_responses())
     async def healthz() -> dict[str, str]:
         return {"status": "alive"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], responses=READYZ_RESPONSES)
     async def readyz(request: Request) -> Response:
-        ctx: Context = request.app.state.ctx
-        reasons = dict(ctx.not_ready)
-        try:
-            async with asyncio.timeout(2):
-                async with ctx.engine.connect() as conn:
-                    await reads.ping(conn)
-        except Exception as exc:  # any failure to answer is "not ready"
-            reasons["database"] = f"{type(exc).__name__}: {exc}".strip()[:300]
+        reasons = await readiness.reasons(request.app.state.runtime)
         if reasons:
-            detail = "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+            detail = "not ready: " + "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
             return problem_response(503, detail, instance="/readyz", components=reasons)
         return JSONBody({"status": "ready"})
 
-    @app.get("/metrics", tags=["ops"])
-    async def metrics_endpoint(request: Request) -> Response:
-        await gauges.refresh(request.app.state.ctx)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
-class _GaugeRefresher:
-    """Database-derived gauges, refreshed on scrape at most every few seconds."""
-
-    def __init__(self, every_seconds: float = 5.0) -> None:
-        self._every = every_seconds
-        self._last = 0.0
-        self._shown: set[str] = set()
-
-    async def refresh(self, ctx: Context) -> None:
-        if time.monotonic() - self._last < self._every:
-            return
-        self._last = time.monotonic()
-        try:
-            async with ctx.engine.connect() as conn:
-                counts = await reads.account_counts(conn)
-                lowest = await reads.lowest_at_risk(conn, ctx.settings.at_risk_gauge_limit)
-                pending = await reads.outbox_pending(conn)
-        except Exception:
-            log.warning("metrics: could not refresh database gauges", exc_info=True)
-            return
-        for status, n in counts.items():
-            metrics.ACCOUNTS.labels(status=status).set(n)
-        metrics.OUTBOX_PENDING.set(pending)
-        now = datetime.now(UTC)
-        shown = set()
-        for account in lowest:
-            metrics.AT_RISK_BALANCE.labels(customer_id=account.customer_id).set(
-                account.balance(now, ctx.policy)
-            )
-            shown.add(account.customer_id)
-        for gone in self._shown - shown:
-            metrics.AT_RISK_BALANCE.remove(gone)
-        self._shown = shown
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        dependencies=[Depends(require("metrics"))],
+        response_class=PlainTextResponse,
+        responses=METRICS_RESPONSES,
+    )
+    async def metrics_endpoint() -> Response:
+        # The database-derived gauges are the worker's (refreshed on its timer), not the API's.
+        return Response(metrics.exposition(worker=worker), media_type=CONTENT_TYPE_LATEST)
 
 
 class HttpMetrics:

@@ -15,8 +15,8 @@ from fastapi import Request
 
 from service.api.problems import Problem
 
-Scope = Literal["events:write", "read", "admin"]
-SCOPES: frozenset[str] = frozenset({"events:write", "read", "admin"})
+Scope = Literal["events:write", "read", "metrics", "admin"]
+SCOPES: frozenset[str] = frozenset({"events:write", "read", "metrics", "admin"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -60,9 +60,11 @@ def load_api_keys(path: Path) -> list[ApiKey]:
 
 
 class Authenticator:
-    def __init__(self, keys: list[ApiKey] | None) -> None:
-        """`keys=None` means authentication is disabled."""
+    def __init__(self, keys: list[ApiKey] | None, *, open_scopes: frozenset[str] = frozenset()):
+        """`keys=None` means authentication is disabled; `open_scopes` need no key even so
+        (`metrics` with RELBANK_METRICS_AUTH=disabled)."""
         self._keys = keys
+        self._open = open_scopes
 
     def identify(self, authorization: str | None) -> ApiKey | None:
         scheme, _, token = (authorization or "").partition(" ")
@@ -77,7 +79,7 @@ class Authenticator:
         return match
 
     def check(self, request: Request, scope: Scope) -> None:
-        if self._keys is None:
+        if self._keys is None or scope in self._open:
             return
         key = self.identify(request.headers.get("authorization"))
         if key is None:
@@ -94,7 +96,7 @@ def require(scope: Scope) -> Callable[[Request], Coroutine[Any, Any, None]]:
     """A FastAPI dependency that checks the request's key for `scope`."""
 
     async def dependency(request: Request) -> None:
-        authenticator: Authenticator = request.app.state.ctx.authenticator
+        authenticator: Authenticator = request.app.state.authenticator
         authenticator.check(request, scope)
 
     return dependency

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -10,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Message, Send
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -32,15 +34,14 @@ class Problem(Exception):
         self.extra = extra
 
 
-def problem_response(
+def problem_body(
     status: int,
     detail: str,
     *,
     instance: str | None = None,
     type_: str = "about:blank",
-    headers: dict[str, str] | None = None,
     **extra: Any,
-) -> Response:
+) -> bytes:
     body: dict[str, Any] = {
         "type": type_,
         "title": HTTPStatus(status).phrase,
@@ -50,9 +51,43 @@ def problem_response(
     if instance:
         body["instance"] = instance
     body.update(extra)
-    return Response(
-        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
-    )
+    return orjson.dumps(body)
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    instance: str | None = None,
+    type_: str = "about:blank",
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body = problem_body(status, detail, instance=instance, type_=type_, **extra)
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+async def send_problem(
+    send: Send,
+    status: int,
+    detail: str,
+    *,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    **extra: Any,
+) -> None:
+    """Answer with problem details straight over ASGI (for middleware and the server)."""
+    body = problem_body(status, detail, **extra)
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", PROBLEM_JSON.encode()),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+        ],
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
 
 
 def install(app: FastAPI) -> None:
@@ -69,11 +104,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed(request))
         return problem_response(
-            exc.status_code,
-            str(exc.detail),
-            instance=request.url.path,
-            headers=dict(exc.headers) if exc.headers else None,
+            exc.status_code, str(exc.detail), instance=request.url.path, headers=headers or None
         )
 
     @app.exception_handler(RequestValidationError)
@@ -84,3 +119,18 @@ def install(app: FastAPI) -> None:
         ]
         detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors)
         return problem_response(422, detail, instance=request.url.path, errors=errors)
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method of every route on this path (Starlette names only the first route's)."""
+    path: str = request.scope["path"]
+    methods: set[str] = set()
+    todo: list[Any] = list(request.app.router.routes)
+    while todo:
+        route = todo.pop()
+        # FastAPI keeps an included router whole, as one entry.
+        todo += getattr(getattr(route, "original_router", None), "routes", [])
+        regex, found = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and found and regex.match(path):
+            methods |= found
+    return sorted(methods)

@@ -1,19 +1,19 @@
-"""The HTTP API of DESIGN §5."""
+"""The HTTP API of README."""
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import metrics, pipeline
+from service.api import inputs
 from service.api.auth import require
-from service.api.context import Context, context
+from service.api.context import runtime
+from service.api.edge import CUSTOMER_PATH
 from service.api.problems import Problem
 from service.api.views import (
     AlertsPageOut,
@@ -31,18 +31,16 @@ from service.api.views import (
     query_time,
     rfc3339,
 )
-from service.domain.balance import balance_from_entries
 from service.domain.envelope import Event, InvalidEvent, Reason, decode_json
-from service.domain.ledger import Account
 from service.domain.policy import Policy
-from service.storage import reads
-from service.storage.db import in_transaction
+from service.runtime import Runtime
+from service.wire import alert_item
 
 MAX_BATCH = 1000
-_BIGINT_MAX = 2**63 - 1
 router = APIRouter()
-Ctx = Annotated[Context, Depends(context)]
+Rt = Annotated[Runtime, Depends(runtime)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+CustomerId = Annotated[str, Depends(inputs.customer_id)]
 
 _JSON_TYPES = {
     "application/json",
@@ -51,21 +49,9 @@ _JSON_TYPES = {
 }
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing with 413 as soon as it is known to be over `limit`."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Problem(413, f"request body is {declared} bytes; the limit is {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Problem(413, f"request body is over the limit of {limit} bytes")
-    return bytes(body)
-
-
 @router.post(
     "/v1/events",
+    operation_id="post_events",
     dependencies=[Depends(require("events:write"))],
     summary="Post one CloudEvent, or a batch of 1-1000 as a JSON array",
     responses={
@@ -94,7 +80,10 @@ async def read_body(request: Request, limit: int) -> bytes:
                             {"$ref": "#/components/schemas/CloudEvent"},
                             {
                                 "type": "array",
-                                "items": {"$ref": "#/components/schemas/CloudEvent"},
+                                # Anything goes: an invalid item comes back `rejected`.
+                                "items": {
+                                    "anyOf": [{"$ref": "#/components/schemas/CloudEvent"}, {}]
+                                },
                                 "minItems": 1,
                                 "maxItems": MAX_BATCH,
                             },
@@ -106,30 +95,28 @@ async def read_body(request: Request, limit: int) -> bytes:
         }
     },
 )
-async def post_events(request: Request, ctx: Ctx) -> JSONBody:
+async def post_events(request: Request, rt: Rt) -> JSONBody:
     media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if media_type.lower() not in _JSON_TYPES:
         raise Problem(415, f"content type {media_type!r} is not one of {sorted(_JSON_TYPES)}")
-    raw = await read_body(request, ctx.settings.max_body_bytes)
+    raw = await request.body()  # at most RELBANK_MAX_BODY_BYTES (edge.BodyLimit)
     received_at = datetime.now(UTC)
     try:
         body = decode_json(raw)
     except InvalidEvent as exc:
         metrics.count_results("http", ["rejected"])
         raise Problem(422, exc.detail, reason=exc.reason.value) from None
-    skew = ctx.settings.max_future_skew
+    skew = rt.settings.max_future_skew
     if isinstance(body, list):
         if not 1 <= len(body) <= MAX_BATCH:
             raise Problem(422, f"a batch holds 1 to {MAX_BATCH} events; this one has {len(body)}")
         decoded = [
             pipeline.decode(item, received_at=received_at, max_future_skew=skew) for item in body
         ]
-        results = await _apply(ctx, decoded)
+        results = await _apply(rt, decoded)
         return JSONBody({"results": [r.as_json() for r in results]})
-    decoded_one = pipeline.decode(
-        body, received_at=received_at, max_future_skew=skew, encoded_size=len(raw)
-    )
-    [result] = await _apply(ctx, [decoded_one])
+    decoded_one = pipeline.decode(body, received_at=received_at, max_future_skew=skew)
+    [result] = await _apply(rt, [decoded_one])
     if result.outcome == "rejected":
         raise Problem(422, result.detail or "invalid event", reason=result.reason)
     if result.outcome == "conflict":
@@ -137,84 +124,51 @@ async def post_events(request: Request, ctx: Ctx) -> JSONBody:
     return JSONBody(result.as_json())
 
 
-async def _apply(ctx: Context, decoded: list[Event | pipeline.Result]) -> list[pipeline.Result]:
+async def _apply(rt: Runtime, decoded: list[Event | pipeline.Result]) -> list[pipeline.Result]:
     valid = [d for d in decoded if isinstance(d, Event)]
-    applied_results: list[pipeline.Result] = []
-    if valid:
-        with metrics.APPLY_BATCH_SECONDS.time():
-
-            async def work(conn: AsyncConnection) -> pipeline.Applied:
-                return await pipeline.apply_batch(
-                    conn,
-                    valid,
-                    policy=ctx.policy,
-                    path="http",
-                    alerts_topic=ctx.settings.alerts_topic,
-                )
-
-            applied = await in_transaction(ctx.engine, work)
-        metrics.APPLY_BATCH_EVENTS.observe(len(valid))
-        applied_results = applied.results
-        metrics.count_alerts(applied.alert_kinds)
-    it = iter(applied_results)
+    applied = (await rt.app.ingest(valid, path="http")).results if valid else []
+    it = iter(applied)
     results = [next(it) if isinstance(d, Event) else d for d in decoded]
-    metrics.count_results("http", [r.outcome for r in results])
+    metrics.count_results("http", [r.outcome for r in results if r.outcome == "rejected"])
     return results
 
 
-def _ledger_key(key: Any) -> reads.LedgerKey:
-    after = reads.LedgerKey(datetime.fromisoformat(key[0]), int(key[1]))
-    if after.effective_at.tzinfo is None or not 0 <= after.entry_id <= _BIGINT_MAX:
-        raise ValueError("cursor out of range")
-    return after
-
-
-def _rank_key(key: Any) -> tuple[int, float, str]:
-    after = (int(key[0]), float(key[1]), str(key[2]))
-    if after[0] not in (-1, 0, 1) or not math.isfinite(after[1]):
-        raise ValueError("cursor out of range")
-    return after
-
-
-async def _account_or_404(conn: AsyncConnection, customer_id: str) -> Account:
-    account = await reads.account(conn, customer_id)
-    if account is None:
-        raise Problem(404, f"customer {customer_id!r} has never been seen")
-    return account
+def _never_seen(customer_id: str) -> Problem:
+    return Problem(404, f"customer {customer_id!r} has never been seen")
 
 
 @router.get(
-    "/v1/customers/{customer_id:path}/balance",
+    CUSTOMER_PATH + "/balance",
+    operation_id="get_balance",
     dependencies=[Depends(require("read"))],
     responses=documented(BalanceOut, 401, 403, 404, 422),
 )
-async def get_balance(
-    customer_id: str, ctx: Ctx, at: Annotated[str | None, Query()] = None
-) -> JSONBody:
+async def get_balance(customer_id: CustomerId, rt: Rt, at: inputs.Time = None) -> JSONBody:
     when = query_time(at, "at") or datetime.now(UTC)
-    async with ctx.engine.connect() as conn:
-        await _account_or_404(conn, customer_id)
-        entries = await reads.entries_until(conn, customer_id, when)
-    balance = balance_from_entries(entries, when, ctx.policy.half_life_days)
+    balance = await rt.app.balance_at(customer_id, when)
+    if balance is None:
+        raise _never_seen(customer_id)
     return JSONBody({"customer_id": customer_id, "at": rfc3339(when), "balance": balance})
 
 
 @router.get(
-    "/v1/customers/{customer_id:path}/ledger",
+    CUSTOMER_PATH + "/ledger",
+    operation_id="get_ledger",
     dependencies=[Depends(require("read"))],
     responses=documented(LedgerPageOut, 401, 403, 404, 422),
 )
 async def get_ledger(
-    customer_id: str, ctx: Ctx, limit: Limit = 100, cursor: str | None = None
+    customer_id: CustomerId, rt: Rt, limit: Limit = 100, cursor: str | None = None
 ) -> JSONBody:
     """Entries newest first by effective time (then by entry id), as a bank statement reads;
     keyset paging visits every entry exactly once."""
     after = None
     if cursor:
-        after = decode_cursor(cursor, _ledger_key)
-    async with ctx.engine.connect() as conn:
-        await _account_or_404(conn, customer_id)
-        items, last = await reads.ledger_page(conn, customer_id, limit=limit, after=after)
+        after = decode_cursor(cursor, inputs.ledger_key)
+    page = await rt.app.ledger_page(customer_id, limit=limit, after=after)
+    if page is None:
+        raise _never_seen(customer_id)
+    items, last = page
     for item in items:
         item["effective_at"] = rfc3339(item["effective_at"])
         item["recorded_at"] = rfc3339(item["recorded_at"])
@@ -227,19 +181,18 @@ def _totals() -> dict[str, Any]:
 
 
 @router.get(
-    "/v1/customers/{customer_id:path}/drivers",
+    CUSTOMER_PATH + "/drivers",
+    operation_id="get_drivers",
     dependencies=[Depends(require("read"))],
     responses=documented(DriversOut, 401, 403, 404, 422),
 )
-async def get_drivers(
-    customer_id: str, ctx: Ctx, since: Annotated[str | None, Query()] = None
-) -> JSONBody:
+async def get_drivers(customer_id: CustomerId, rt: Rt, since: inputs.Time = None) -> JSONBody:
     """What moved the balance since `since` (default: since the account opened): amounts as
     booked, before decay, credits and debits apart, per pillar and per type."""
     when = query_time(since, "since")
-    async with ctx.engine.connect() as conn:
-        await _account_or_404(conn, customer_id)
-        rows = await reads.drivers(conn, customer_id, when)
+    rows = await rt.app.drivers(customer_id, when)
+    if rows is None:
+        raise _never_seen(customer_id)
     total = _totals()
     pillars: dict[str, dict[str, Any]] = {}
     types: dict[str, dict[str, Any]] = {}
@@ -270,16 +223,17 @@ async def get_drivers(
     )
 
 
-# Registered after the sub-resources: `{customer_id:path}` would also match `x/balance`.
 @router.get(
-    "/v1/customers/{customer_id:path}",
+    CUSTOMER_PATH,
+    operation_id="get_customer",
     dependencies=[Depends(require("read"))],
-    responses=documented(CustomerOut, 401, 403, 404),
+    responses=documented(CustomerOut, 401, 403, 404, 422),
 )
-async def get_customer(customer_id: str, ctx: Ctx) -> JSONBody:
-    async with ctx.engine.connect() as conn:
-        account = await _account_or_404(conn, customer_id)
-    return JSONBody(customer_view(account, ctx.policy, datetime.now(UTC)))
+async def get_customer(customer_id: CustomerId, rt: Rt) -> JSONBody:
+    account = await rt.app.account(customer_id)
+    if account is None:
+        raise _never_seen(customer_id)
+    return JSONBody(customer_view(account, rt.policy, datetime.now(UTC)))
 
 
 class SegmentChange(BaseModel):
@@ -287,53 +241,35 @@ class SegmentChange(BaseModel):
 
 
 @router.put(
-    "/v1/customers/{customer_id:path}",
+    CUSTOMER_PATH,
+    operation_id="put_customer",
     dependencies=[Depends(require("admin"))],
-    responses=documented(CustomerOut, 401, 403, 422),
+    responses=documented(CustomerOut, 400, 401, 403, 413, 422),
 )
-async def put_customer(customer_id: str, change: SegmentChange, ctx: Ctx) -> JSONBody:
-    if change.segment is not None and change.segment not in ctx.policy.segments:
-        raise Problem(
-            422,
-            f"segment {change.segment!r} is not in policy {ctx.policy.version}; "
-            f"known: {sorted(ctx.policy.segments)}",
-        )
-    if not 1 <= len(customer_id) <= 128 or any(
-        ord(c) < 32 or 127 <= ord(c) < 160 for c in customer_id
-    ):
-        raise Problem(422, "customer id must be 1-128 characters without control characters")
-
-    async def work(conn: AsyncConnection) -> tuple[Account, list[str]]:
-        return await pipeline.change_segment(
-            conn,
-            customer_id,
-            change.segment,
-            policy=ctx.policy,
-            alerts_topic=ctx.settings.alerts_topic,
-        )
-
-    account, alert_kinds = await in_transaction(ctx.engine, work)
-    metrics.count_alerts(alert_kinds)
-    return JSONBody(customer_view(account, ctx.policy, datetime.now(UTC)))
+async def put_customer(customer_id: CustomerId, change: SegmentChange, rt: Rt) -> JSONBody:
+    inputs.known_segment(change.segment, rt.policy)
+    account, _ = await rt.app.change_segment(customer_id, change.segment)
+    return JSONBody(customer_view(account, rt.policy, datetime.now(UTC)))
 
 
 @router.get(
     "/v1/at-risk",
+    operation_id="get_at_risk",
     dependencies=[Depends(require("read"))],
     responses=documented(AtRiskPageOut, 401, 403, 422),
 )
 async def get_at_risk(
-    ctx: Ctx, segment: str | None = None, limit: Limit = 100, cursor: str | None = None
+    rt: Rt, segment: str | None = None, limit: Limit = 100, cursor: str | None = None
 ) -> JSONBody:
+    inputs.known_segment(segment, rt.policy)
     after = None
     if cursor:
-        after = decode_cursor(cursor, _rank_key)
-    async with ctx.engine.connect() as conn:
-        found, last = await reads.at_risk_page(conn, segment=segment, limit=limit, after=after)
+        after = decode_cursor(cursor, inputs.rank_key)
+    found, last = await rt.app.at_risk_page(segment=segment, limit=limit, after=after)
     now = datetime.now(UTC)
     return JSONBody(
         {
-            "items": [customer_view(a, ctx.policy, now) for a in found],
+            "items": [customer_view(a, rt.policy, now) for a in found],
             "next_cursor": encode_cursor(list(last)) if last else None,
         }
     )
@@ -341,24 +277,31 @@ async def get_at_risk(
 
 @router.get(
     "/v1/alerts",
+    operation_id="get_alerts",
     dependencies=[Depends(require("read"))],
     responses=documented(AlertsPageOut, 401, 403, 422),
 )
 async def get_alerts(
-    ctx: Ctx, after: Annotated[int, Query(ge=0, le=_BIGINT_MAX)] = 0, limit: Limit = 100
+    rt: Rt,
+    after: Annotated[int | None, Query(ge=0, le=inputs.BIGINT_MAX)] = None,
+    cursor: Annotated[str | None, Query(description="The same as `after`.")] = None,
+    limit: Limit = 100,
 ) -> JSONBody:
-    """Alerts oldest first. Ids become visible in id order, so polling with `after=` set to the
-    last id seen never skips one; `next_cursor` is that `after` while a page comes back full."""
-    async with ctx.engine.connect() as conn:
-        items = await reads.alerts_after(conn, after=after, limit=limit)
+    """Alerts oldest first. Ids become visible in id order, so polling with `after=` (or
+    `cursor=`) set to the last id seen never skips one; `next_cursor` is that id while a page
+    comes back full."""
+    position = inputs.alert_position(after, cursor)
+    page = await rt.app.alerts_after(after=position, limit=limit)
+    items = [alert_item(i, a) for i, a in page]
     next_cursor = str(items[-1]["alert_id"]) if len(items) == limit else None
     return JSONBody({"items": items, "next_cursor": next_cursor})
 
 
 @router.get(
     "/v1/policy",
+    operation_id="get_policy",
     dependencies=[Depends(require("read"))],
     responses=documented(Policy, 401, 403),
 )
-async def get_policy(ctx: Ctx) -> JSONBody:
-    return JSONBody(orjson.loads(ctx.policy.model_dump_json()))
+async def get_policy(rt: Rt) -> JSONBody:
+    return JSONBody(orjson.loads(rt.policy.model_dump_json()))

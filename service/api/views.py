@@ -10,9 +10,9 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, Field
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
-from service.api.problems import Problem
+from service.api.problems import PROBLEM_JSON, Problem
 from service.domain.envelope import InvalidEvent, parse_time
 from service.domain.ledger import Account
 from service.domain.policy import Policy
@@ -20,10 +20,8 @@ from service.domain.policy import Policy
 T = TypeVar("T")
 
 
-class JSONBody(Response):
+class JSONBody(JSONResponse):
     """JSON rendered by orjson (RFC 3339 times, no NaN)."""
-
-    media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
@@ -63,7 +61,7 @@ def decode_cursor(cursor: str, parse: Callable[[Any], T]) -> T:
     """The key an opaque cursor carries, as `parse` reads it; 422 for anything else."""
     try:
         return parse(orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))))
-    except (ValueError, TypeError, IndexError, KeyError, orjson.JSONDecodeError):
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError, InvalidEvent):
         raise Problem(422, "`cursor` is not a cursor this API handed out") from None
 
 
@@ -72,9 +70,14 @@ def query_time(value: str | None, name: str) -> datetime | None:
         return None
     try:
         return parse_time(value)
-    except InvalidEvent:
+    except InvalidEvent as exc:
+        hint = ""
+        if " " in value.strip():
+            hint = " (a `+` in a query string must be sent as %2B: unencoded, it means a space)"
         raise Problem(
-            422, f"`{name}` must be an RFC 3339 time with an offset, e.g. 2026-01-31T12:00:00Z"
+            422,
+            f"`{name}` must be an RFC 3339 time with an offset, e.g. 2026-01-31T12:00:00Z{hint}",
+            reason=exc.reason.value,
         ) from None
 
 
@@ -189,21 +192,51 @@ class AlertsPageOut(BaseModel):
 
 
 class ProblemOut(BaseModel):
+    """RFC 9457 problem details; some problems carry more members."""
+
     type: str
     title: str
     status: int
     detail: str
     instance: str | None = None
-    reason: str | None = None
+    reason: str | None = Field(default=None, description="A reason code, where there is one.")
+
+
+PROBLEM_SCHEMA = {"$ref": "#/components/schemas/ProblemOut"}
+# Any operation may meet these: the database unavailable, or a fault of ours.
+ALWAYS = (500, 503)
+
+
+def problem_responses(*errors: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries for problem-details errors (the schema is in the components)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({*errors, *ALWAYS}):
+        responses[status] = {
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+        }
+    if 503 in responses:
+        responses[503]["headers"] = {
+            "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
+        }
+    return responses
 
 
 def documented(model: type[BaseModel], *errors: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: its 200 shape and its problem-details errors."""
-    responses: dict[int | str, dict[str, Any]] = {200: {"model": model}}
-    for status in errors:
-        responses[status] = {
-            "model": ProblemOut,
-            "content": {"application/problem+json": {}},
-            "description": HTTPStatus(status).phrase,
-        }
-    return responses
+    return {200: {"model": model}, **problem_responses(*errors)}
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready"]
+
+
+READYZ_RESPONSES = documented(ReadyOut)
+READYZ_RESPONSES[503] = {
+    **READYZ_RESPONSES[503],
+    "description": "Not ready: `components` names each dependency that is down, and why.",
+}
+METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The Prometheus text exposition format."},
+    **problem_responses(401, 403),
+}

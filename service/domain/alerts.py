@@ -1,4 +1,4 @@
-"""The account status machine (DESIGN §4): ok ⇄ at_risk with hysteresis."""
+"""The account status machine (README): ok ⇄ at_risk with hysteresis."""
 
 from __future__ import annotations
 
@@ -45,8 +45,10 @@ def next_transition_at(
     if status == "ok":
         # Only a fall through the level is a transition: from above it, toward 0.
         threshold = thresholds.at_risk_below
-        if not projection.ref_balance > threshold:
+        if not projection.ref_balance >= threshold > 0:
             return None
+        if projection.ref_balance == threshold and half_life_days is not None:
+            return projection.ref_time  # on the level: decay takes it below at once
     else:
         threshold = thresholds.recover_at_or_above
         if not projection.ref_balance < threshold:

@@ -1,4 +1,4 @@
-"""Balance arithmetic (DESIGN §3): exponential decay kept as one reference pair per account.
+"""Balance arithmetic (README): exponential decay kept as one reference pair per account.
 
 B(t) = Σ amount · 2^(−(t − effective_at)/h). Because decay is exponential the whole sum collapses
 to (ref_balance, ref_time) with B(t) = ref_balance · d(t − ref_time) for t ≥ ref_time, and any
@@ -62,7 +62,7 @@ class Projection:
 def balance_from_entries(
     entries: Iterable[tuple[float, datetime]], t: datetime, half_life_days: float | None
 ) -> float:
-    """The DESIGN §3 formula taken literally (used for point-in-time reads and as the oracle)."""
+    """The README formula taken literally (used for point-in-time reads and as the oracle)."""
     return math.fsum(amount * decay(t - at, half_life_days) for amount, at in entries if at <= t)
 
 

@@ -49,12 +49,16 @@ class Account:
     rank: tuple[int, float] = (0, 0.0)
 
     def balance(self, now: datetime, policy: Policy) -> float:
-        if self.projection.ref_time is None:
-            return 0.0
-        return self.projection.balance_at(max(now, self.projection.ref_time), policy.half_life_days)
+        return _balance(self.projection, now, policy.half_life_days)
 
     def thresholds(self, policy: Policy) -> Thresholds:
         return policy.thresholds_for(self.segment)
+
+
+def _balance(projection: Projection, now: datetime, half_life_days: float | None) -> float:
+    if projection.ref_time is None:
+        return 0.0
+    return projection.balance_at(max(now, projection.ref_time), half_life_days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +89,12 @@ class Alert:
 
 @dataclass(frozen=True, slots=True)
 class EventResult:
+    """What booking did with one event; `balance` is the account's balance at `now` right after
+    it (the batch's earlier events for that customer, in arrival order, included)."""
+
     outcome: Outcome
     customer_id: str
+    balance: float
 
 
 @dataclass(slots=True)
@@ -118,16 +126,25 @@ def settle(
     cause: tuple[str, str] | None,
     evaluate: bool = True,
 ) -> tuple[Account, Alert | None]:
-    """Re-evaluate status at `now` and refresh the derived fields (next crossing, rank)."""
+    """Re-evaluate status at `now` and refresh the derived fields (next crossing, rank).
+
+    With no `cause` the change is time's alone (the sweeper): a transition is dated at the
+    crossing t* where decay took the balance to the threshold, not at `now`.
+    """
     transition = None
+    at = now
     thresholds = account.thresholds(policy)
     if evaluate:
-        transition = alerts.evaluate(account.status, account.balance(now, policy), thresholds)
+        crossing = _decay_crossing(account, policy, now) if cause is None else None
+        if crossing is not None:
+            at, transition = crossing
+        else:
+            transition = alerts.evaluate(account.status, account.balance(now, policy), thresholds)
     status = alerts.status_after(account.status, transition)
     settled = replace(
         account,
         status=status,
-        status_since=now if transition else account.status_since,
+        status_since=at if transition else account.status_since,
         next_transition_at=alerts.next_transition_at(
             status, account.projection, thresholds, policy.half_life_days
         ),
@@ -140,11 +157,72 @@ def settle(
         kind=transition.kind,
         balance=transition.balance,
         threshold=transition.threshold,
-        at=now,
+        at=at,
         cause_source=cause[0] if cause else None,
         cause_id=cause[1] if cause else None,
     )
     return settled, alert
+
+
+def _decay_crossing(
+    account: Account, policy: Policy, now: datetime
+) -> tuple[datetime, alerts.Transition] | None:
+    """The threshold crossing decay alone has brought due by `now`, if any.
+
+    Decay moves a balance monotonically toward 0, and hysteresis keeps the two levels apart, so
+    one crossing can be due at most: after falling below a positive `at_risk_below` the balance
+    only shrinks further from `recover_at_or_above`, and after rising to a negative
+    `recover_at_or_above` it only moves further from `at_risk_below`. A crossing from before the
+    account took its status is no crossing (an unevaluated replayed account): None.
+    """
+    thresholds = account.thresholds(policy)
+    t_star = alerts.next_transition_at(
+        account.status, account.projection, thresholds, policy.half_life_days
+    )
+    if t_star is None or t_star > now or t_star < account.status_since:
+        return None
+    if account.status == "ok":
+        return t_star, alerts.Transition(
+            "at_risk", thresholds.at_risk_below, thresholds.at_risk_below
+        )
+    return t_star, alerts.Transition(
+        "recovered", thresholds.recover_at_or_above, thresholds.recover_at_or_above
+    )
+
+
+def _opening_entry(customer_id: str, first: StoredEvent, policy: Policy) -> Entry:
+    return Entry(
+        customer_id=customer_id,
+        event_seq=None,
+        source=RESERVED_SOURCE,
+        id=f"opened:{customer_id}",
+        type=OPENED_TYPE,
+        pillar=None,
+        amount=policy.opening_balance,
+        effective_at=first.effective_at,
+        policy_version=policy.version,
+        outcome="applied",
+        reason=None,
+    )
+
+
+def _event_entry(event: StoredEvent, policy: Policy, segment: str | None) -> Entry:
+    weighing = weigh(
+        policy, type_=event.type, data=event.data, magnitude=event.magnitude, segment=segment
+    )
+    return Entry(
+        customer_id=event.customer_id,
+        event_seq=event.seq,
+        source=event.source,
+        id=event.id,
+        type=event.type,
+        pillar=weighing.pillar,
+        amount=weighing.amount,
+        effective_at=event.effective_at,
+        policy_version=policy.version,
+        outcome=weighing.outcome,
+        reason=weighing.reason,
+    )
 
 
 def book(
@@ -159,7 +237,8 @@ def book(
 
     `events` are new to the event store; `accounts` holds the current state of every customer
     among them that already has an account. Events are taken in arrival order, so a segment change
-    applies to the events that arrived after it.
+    applies to the events that arrived after it. A decay crossing that fell due before the batch
+    and that no sweep has applied yet is applied first, at its own time.
     """
     booking = Booking()
     by_customer: dict[str, list[StoredEvent]] = defaultdict(list)
@@ -167,66 +246,40 @@ def book(
         by_customer[event.customer_id].append(event)
     h = policy.half_life_days
     for customer_id, customer_events in by_customer.items():
-        posted: list[tuple[float, datetime]] = []
         account = accounts.get(customer_id)
+        entries: list[Entry] = []
         if account is None:
-            first = customer_events[0]
-            account = new_account(customer_id, opened_at=first.effective_at, now=now)
+            account = new_account(customer_id, opened_at=customer_events[0].effective_at, now=now)
             if policy.opening_balance:
-                booking.entries.append(
-                    Entry(
-                        customer_id=customer_id,
-                        event_seq=None,
-                        source=RESERVED_SOURCE,
-                        id=f"opened:{customer_id}",
-                        type=OPENED_TYPE,
-                        pillar=None,
-                        amount=policy.opening_balance,
-                        effective_at=first.effective_at,
-                        policy_version=policy.version,
-                        outcome="applied",
-                        reason=None,
-                    )
-                )
-                posted.append((policy.opening_balance, first.effective_at))
+                entries.append(_opening_entry(customer_id, customer_events[0], policy))
+        elif evaluate and account.next_transition_at and account.next_transition_at <= now:
+            account, crossed = settle(account, policy, now=now, cause=None)
+            if crossed:
+                booking.alerts.append(crossed)
+        projection = account.projection
+        for entry in entries:
+            projection = projection.post(entry.amount, entry.effective_at, h)
         segment = account.segment
         last_event_at = account.last_event_at
         for event in customer_events:
+            outcome: Outcome = "applied"
             if event.type == SEGMENT_CHANGED_TYPE and event.source == RESERVED_SOURCE:
                 segment = (event.data or {}).get("segment")
-                booking.results[event.seq] = EventResult("applied", customer_id)
-                continue
-            last_event_at = max(last_event_at, event.effective_at)
-            weighing = weigh(
-                policy,
-                type_=event.type,
-                data=event.data,
-                magnitude=event.magnitude,
-                segment=segment,
-            )
-            booking.entries.append(
-                Entry(
-                    customer_id=customer_id,
-                    event_seq=event.seq,
-                    source=event.source,
-                    id=event.id,
-                    type=event.type,
-                    pillar=weighing.pillar,
-                    amount=weighing.amount,
-                    effective_at=event.effective_at,
-                    policy_version=policy.version,
-                    outcome=weighing.outcome,
-                    reason=weighing.reason,
-                )
-            )
-            posted.append((weighing.amount, event.effective_at))
-            booking.results[event.seq] = EventResult(weighing.outcome, customer_id)
+            else:
+                entry = _event_entry(event, policy, segment)
+                entries.append(entry)
+                projection = projection.post(entry.amount, entry.effective_at, h)
+                last_event_at = max(last_event_at, event.effective_at)
+                outcome = entry.outcome
+            balance = _balance(projection, now, h)
+            booking.results[event.seq] = EventResult(outcome, customer_id, balance)
+        booking.entries.extend(entries)
         account = replace(
             account,
             segment=segment,
-            projection=account.projection.post_all(posted, h),
+            projection=projection,
             last_event_at=last_event_at,
-            entries=account.entries + len(posted),
+            entries=account.entries + len(entries),
         )
         last = customer_events[-1]
         account, alert = settle(

@@ -1,4 +1,4 @@
-"""The weighting policy (DESIGN §2): load, validate, and weigh one event.
+"""The weighting policy (README): load, validate, and weigh one event.
 
 `schemas/policy.schema.json` is generated from `Policy`; a test fails when the two drift.
 """
@@ -17,7 +17,8 @@ DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "default_policy.y
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # Strict: a number is a number (`false` or "5" is not a threshold); ints are fine as floats.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class Thresholds(_Strict):

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.helpers import create_ssl_context
 
+from service.errors import StartupError
 from service.kafka import codec
 from service.settings import Settings
 
@@ -20,7 +21,7 @@ log = logging.getLogger("relbank.kafka")
 def kafka_kwargs(settings: Settings) -> dict[str, Any]:
     """Connection and security arguments shared by every aiokafka client."""
     if not settings.kafka_bootstrap:
-        raise SystemExit("relbank: RELBANK_KAFKA_BOOTSTRAP is not set")
+        raise StartupError("RELBANK_KAFKA_BOOTSTRAP is not set")
     kwargs: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap,
         "security_protocol": settings.kafka_security_protocol,
@@ -37,8 +38,8 @@ def kafka_kwargs(settings: Settings) -> dict[str, Any]:
             and settings.kafka_sasl_username
             and settings.kafka_sasl_password is not None
         ):
-            raise SystemExit(
-                "relbank: RELBANK_KAFKA_SECURITY_PROTOCOL is "
+            raise StartupError(
+                "RELBANK_KAFKA_SECURITY_PROTOCOL is "
                 f"{settings.kafka_security_protocol}: set RELBANK_KAFKA_SASL_MECHANISM, "
                 "RELBANK_KAFKA_SASL_USERNAME and RELBANK_KAFKA_SASL_PASSWORD"
             )

@@ -15,11 +15,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from service import pipeline
-from service.domain.envelope import MAX_EVENT_BYTES, Event, InvalidEvent, Reason, decode_json
+from service.domain.envelope import Event, InvalidEvent, Reason, decode_json, validate
 from service.kafka import lenient
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+# Not worth parsing beyond this (Kafka's default message.max.bytes); the event rule is `validate`'s.
+MAX_RECORD_BYTES = 1024 * 1024
 _CE_PREFIX = "ce_"
 Headers = list[tuple[str, bytes]]
 
@@ -79,29 +80,23 @@ def _text_headers(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, str]
     return found
 
 
-def to_envelope(record: RecordLike) -> tuple[Any, int]:
-    """The envelope a record carries and its encoded size; raises `InvalidEvent`."""
+def to_envelope(record: RecordLike) -> Any:
+    """The envelope a record carries; raises `InvalidEvent`. Its size is judged by `validate`."""
     headers = _text_headers(record.headers)
     content_type = headers.get("content-type")
     value = record.value
+    if value is not None and len(value) > MAX_RECORD_BYTES:
+        raise InvalidEvent(
+            Reason.TOO_LARGE,
+            f"record is {len(value)} bytes; relbank reads up to {MAX_RECORD_BYTES}",
+        )
     binary = "ce_specversion" in headers and not (
         content_type is not None and content_type.lower().startswith("application/cloudevents")
     )
     if not binary:
         if value is None:
             raise InvalidEvent(Reason.NOT_JSON, "the record has no value")
-        if len(value) > MAX_EVENT_BYTES:
-            # Not worth parsing: it cannot be accepted whatever it holds.
-            raise InvalidEvent(
-                Reason.TOO_LARGE,
-                f"event is {len(value)} bytes encoded; the limit is {MAX_EVENT_BYTES}",
-            )
-        return decode_json(value), len(value)
-    size = len(value or b"") + sum(len(k) + len(v.encode()) for k, v in headers.items())
-    if size > MAX_EVENT_BYTES:
-        raise InvalidEvent(
-            Reason.TOO_LARGE, f"event is {size} bytes encoded; the limit is {MAX_EVENT_BYTES}"
-        )
+        return decode_json(value)
     envelope: dict[str, Any] = {
         name[len(_CE_PREFIX) :]: text for name, text in headers.items() if name != "content-type"
     }
@@ -113,11 +108,8 @@ def to_envelope(record: RecordLike) -> tuple[Any, int]:
                 Reason.BAD_DATA,
                 f"data of content type {content_type!r} is not JSON; relbank needs a JSON object",
             )
-        try:
-            envelope["data"] = orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidEvent(Reason.NOT_JSON, f"data is not valid JSON: {exc}") from None
-    return envelope, size
+        envelope["data"] = decode_json(value, what="data")
+    return envelope
 
 
 def decode(
@@ -125,15 +117,11 @@ def decode(
 ) -> Event | Rejection:
     """A record as a valid event, or why it is not one."""
     try:
-        envelope, size = to_envelope(record)
+        return validate(
+            to_envelope(record), received_at=received_at, max_future_skew=max_future_skew
+        )
     except InvalidEvent as exc:
         return Rejection(exc.reason.value, exc.detail)
-    decoded = pipeline.decode(
-        envelope, received_at=received_at, max_future_skew=max_future_skew, encoded_size=size
-    )
-    if isinstance(decoded, Event):
-        return decoded
-    return Rejection(decoded.reason or Reason.BAD_ATTRIBUTE.value, decoded.detail or "invalid")
 
 
 def _key(event: Mapping[str, Any]) -> bytes | None:

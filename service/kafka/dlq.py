@@ -1,4 +1,4 @@
-"""The dead-letter topic (DESIGN §6): the original record plus why and where from."""
+"""The dead-letter topic (README): the original record plus why and where from."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class DeadLetter:
 
     @property
     def origin(self) -> str:
-        return f"{self.record.topic}/{self.record.partition}/{self.record.offset}"
+        return origin(self.record)
 
     def headers(self) -> Headers:
         # A record re-driven from the dead-letter topic carries our headers already: replace them.
@@ -45,6 +45,11 @@ class DeadLetter:
             (DETAIL_HEADER, _cut(self.detail, _MAX_DETAIL_BYTES)),
             (ORIGIN_HEADER, self.origin.encode()),
         ]
+
+
+def origin(record: RecordLike) -> str:
+    """Where a record came from, as the `relbank-origin` header says it: topic/partition/offset."""
+    return f"{record.topic}/{record.partition}/{record.offset}"
 
 
 def _cut(text: str, limit: int) -> bytes:

@@ -1,8 +1,10 @@
-"""The outbox relay: alert rows written with their transaction → the alerts topic (DESIGN §4, §6).
+"""The alerts-topic relay: alerts → the alerts topic (README).
 
-A batch of pending rows is locked, produced, acknowledged, marked published and committed. A crash
-between the acknowledgement and the commit publishes those rows again: the alerts topic is
-at-least-once, and each record's CloudEvents `id` (the alert id) lets a reader drop repeats.
+The topic is one of the alerts table's sinks (`service.sinks`): a batch of the alerts after its
+cursor is produced, acknowledged, and the cursor moved past it in the transaction that holds the
+sink. A crash between the acknowledgement and the commit publishes those alerts again: the alerts
+topic is at-least-once, and each record's CloudEvents `id` (the alert id) lets a reader drop
+repeats.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import logging
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.api.context import Context
+from service import metrics, wire
+from service.domain.ledger import Alert
+from service.errors import summary
 from service.kafka.client import make_producer
-from service.kafka.codec import STRUCTURED_CONTENT_TYPE
+from service.logs import failure
 from service.retry import backoff
-from service.storage import outbox
+from service.runtime import Runtime
+from service.sinks import Publish
 
 log = logging.getLogger("relbank.relay")
 READY_RELAY = "relay"
@@ -27,45 +31,46 @@ IDLE_SECONDS = 0.5
 PUBLISH_TIMEOUT_SECONDS = 60.0
 
 
-async def publish_once(conn: AsyncConnection, producer: Any, *, limit: int = BATCH) -> int:
-    """Publish up to `limit` pending rows in the caller's transaction; returns how many."""
-    if not await outbox.try_lock_relay(conn):
-        return 0  # another instance is relaying
-    rows = await outbox.pending(conn, limit)
-    if not rows:
-        return 0
-    pending = [
-        await producer.send(
-            row.topic,
-            orjson.dumps(row.payload),
-            key=row.key.encode() if row.key is not None else None,
-            headers=[("content-type", STRUCTURED_CONTENT_TYPE.encode())],
-        )
-        for row in rows
-    ]
-    await asyncio.gather(*pending)
-    await outbox.mark_published(conn, [row.outbox_id for row in rows])
-    return len(rows)
+def publisher(producer: Any, topic: str) -> Publish:
+    """Produce alerts to `topic` as CloudEvents keyed by customer id; returns once all are
+    acknowledged."""
+
+    async def publish(alerts: list[tuple[int, Alert]]) -> None:
+        pending = [
+            await producer.send(
+                topic,
+                orjson.dumps(wire.alert_cloudevent(alert_id, alert)),
+                key=alert.customer_id.encode(),
+                headers=[("content-type", wire.CLOUDEVENT_CONTENT_TYPE.encode())],
+            )
+            for alert_id, alert in alerts
+        ]
+        await asyncio.gather(*pending)
+
+    return publish
 
 
-async def run_relay(ctx: Context) -> None:
-    """Until cancelled: publish pending outbox rows; back off while Kafka or PostgreSQL fail."""
+async def run_relay(rt: Runtime) -> None:
+    """Until cancelled: publish the alerts the topic has not had; back off while Kafka or
+    PostgreSQL fail."""
     failures = 0
     producer: Any = None
     try:
         while True:
             try:
                 if producer is None:
-                    producer = make_producer(ctx.settings)
+                    producer = make_producer(rt.settings)
                     await producer.start()
-                async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS), ctx.engine.begin() as conn:
-                    published = await publish_once(conn, producer)
+                async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+                    published = await rt.app.sinks.publish_alerts(
+                        publisher(producer, rt.settings.alerts_topic), limit=BATCH
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 failures += 1
-                reason = f"publishing alerts failed: {type(exc).__name__}: {exc}".strip()[:300]
-                ctx.not_ready[READY_RELAY] = reason
+                reason = f"publishing alerts failed: {summary(exc)}"
+                rt.not_ready[READY_RELAY] = reason
                 delay = backoff(failures)
                 log.error("relay: %s; retrying in %.1fs", reason, delay)
                 if producer is not None and failures >= 3:
@@ -78,7 +83,8 @@ async def run_relay(ctx: Context) -> None:
             if failures:
                 log.info("relay: recovered")
             failures = 0
-            ctx.not_ready.pop(READY_RELAY, None)
+            rt.not_ready.pop(READY_RELAY, None)
+            metrics.RELAY_LAST_SUCCESS.labels(sink="kafka").set_to_current_time()
             if published < BATCH:
                 await asyncio.sleep(IDLE_SECONDS)
     finally:
@@ -90,5 +96,5 @@ async def _stop(producer: Any) -> None:
     try:
         async with asyncio.timeout(10):
             await producer.stop()
-    except Exception:
-        log.warning("relay: could not stop the producer cleanly", exc_info=True)
+    except Exception as exc:
+        failure(log, "relay: could not stop the producer cleanly", exc)

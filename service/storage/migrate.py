@@ -7,8 +7,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 _CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -40,13 +38,30 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
-async def upgrade_async(engine: AsyncEngine, revision: str = "head") -> None:
-    """The same, from inside a running event loop, on a connection of `engine`."""
+def pending(database_url: str) -> list[str]:
+    """Revisions not yet applied to the database, oldest first (empty: it is at head)."""
+    import asyncio
 
-    def run(connection: Connection) -> None:
-        config = alembic_config(engine.url.render_as_string(hide_password=False))
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.ext.asyncio import create_async_engine
 
-    async with engine.begin() as conn:
-        await conn.run_sync(run)
+    async def current_heads() -> set[str]:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                heads = await conn.run_sync(
+                    lambda c: MigrationContext.configure(c).get_current_heads()
+                )
+        finally:
+            await engine.dispose()
+        return set(heads)
+
+    current = asyncio.run(current_heads())
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    applied = {rev.revision for head in current for rev in script.iterate_revisions(head, "base")}
+    return [
+        rev.revision
+        for rev in reversed(list(script.walk_revisions()))
+        if rev.revision not in applied
+    ]

@@ -1,6 +1,6 @@
-"""Plain helpers for the API tests: an independent DESIGN §3 oracle, times, problem checks.
+"""Plain helpers for the API tests: an independent README oracle, times, problem checks.
 
-The oracle below is written from DESIGN §3 alone and does not import the service's arithmetic,
+The oracle below is written from README alone and does not import the service's arithmetic,
 so a wrong formula in the service cannot hide behind the same wrong formula here.
 """
 

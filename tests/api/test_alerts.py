@@ -1,4 +1,4 @@
-"""Status, alerts and the at-risk list through the API (DESIGN §4, §5)."""
+"""Status, alerts and the at-risk list through the API (README)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POST /v1/events with a JSON array (DESIGN §5): one result per input, in order."""
+"""POST /v1/events with a JSON array (README): one result per input, in order."""
 
 from __future__ import annotations
 
@@ -183,3 +183,22 @@ async def test_a_batch_of_1000_is_applied_in_one_go(client: httpx.AsyncClient) -
     entries = [(6.0, t0 + timedelta(seconds=i)) for i in range(1000) if i % 7 == 3]
     assert customer["entries"] == len(entries)
     assert close(customer["balance"], oracle(entries, now()))
+
+
+async def test_each_result_carries_the_balance_right_after_its_event(
+    client: httpx.AsyncClient,
+) -> None:
+    t0 = now() - timedelta(days=1)
+    batch = [
+        event_at(id="b1", subject="c1", at=t0),  # +6
+        event_at(id="b2", subject="c1", at=t0, type="sla.breached"),  # -10
+        event_at(id="b1", subject="c1", at=t0),  # the first again: a duplicate
+        event_at(id="b3", subject="c1", at=t0),  # +6
+    ]
+    body = await post_ok(client, batch)
+
+    assert [r["outcome"] for r in body["results"]] == ["applied", "applied", "duplicate", "applied"]
+    when = now()
+    after = [[6.0], [6.0, -10.0], [6.0, -10.0], [6.0, -10.0, 6.0]]
+    for result, amounts in zip(body["results"], after, strict=True):
+        assert close(result["balance"], oracle([(a, t0) for a in amounts], when))

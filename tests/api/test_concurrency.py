@@ -28,7 +28,7 @@ def nps_weight(score: int) -> float:
 def make_corpus(
     *, rng: random.Random, customers: list[str], count: int, prefix: str, base: datetime
 ) -> list[tuple[dict[str, Any], float, datetime]]:
-    """`count` distinct events as (envelope, amount, effective_at), amounts from DESIGN §2."""
+    """`count` distinct events as (envelope, amount, effective_at), amounts from README."""
     corpus = []
     for i in range(count):
         customer = rng.choice(customers)

@@ -1,4 +1,4 @@
-"""POST /v1/events with one event (DESIGN §1, §2, §5): outcomes, duplicates, conflicts, every
+"""POST /v1/events with one event (README): outcomes, duplicates, conflicts, every
 invalid-envelope reason, clock skew, content types."""
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def _without(name: str) -> dict[str, Any]:
     return event
 
 
-# One case per rule of DESIGN §1; each body breaks exactly that rule.
+# One case per rule of README; each body breaks exactly that rule.
 INVALID: list[tuple[str, bytes, str]] = [
     ("not json", b'{"specversion": "1.0", ', "not_json"),
     ("not json at all", b"hello", "not_json"),

@@ -1,4 +1,4 @@
-"""Body limit (413 without reading the rest) and API-key auth with scopes (DESIGN §5)."""
+"""Body limit (413 without reading the rest) and API-key auth with scopes (README)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.api.app import create_app
 from service.api.auth import ApiKeysError
 from service.domain.policy import load_policy
+from service.errors import StartupError
 from tests.api.helpers import assert_problem
 from tests.conftest import close_client, make_settings, open_client
 from tests.factories import make_event
@@ -81,8 +82,18 @@ async def test_streamed_body_over_the_limit_is_413_and_reading_stops(
         await close_client(client, lifespan)
 
 
-KEYS = {"writer": "w-secret-key", "reader": "r-secret-key", "boss": "a-secret-key"}
-SCOPES = {"writer": ["events:write"], "reader": ["read"], "boss": ["admin"]}
+KEYS = {
+    "writer": "w-secret-key",
+    "reader": "r-secret-key",
+    "boss": "a-secret-key",
+    "prometheus": "m-secret-key",
+}
+SCOPES = {
+    "writer": ["events:write"],
+    "reader": ["read"],
+    "boss": ["admin"],
+    "prometheus": ["metrics"],
+}
 
 
 def write_keys_file(*, directory: Path) -> Path:
@@ -188,9 +199,21 @@ async def test_api_keys_and_scopes(clean: AsyncEngine, database_url: str, tmp_pa
             assert response.status_code == 200, (path, response.text)
         assert (await client.get("/v1/customers/c1", headers=boss)).json()["segment"] == "smb"
 
-        # Operations endpoints need no key.
-        for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+        # Operations endpoints need no key, but /metrics (it names at-risk customers).
+        for path in ("/healthz", "/readyz", "/openapi.json"):
             assert (await client.get(path)).status_code == 200, path
+        response = await client.get("/metrics")
+        assert_problem(response, status=401)
+        assert response.headers["www-authenticate"].lower().startswith("bearer")
+        for name in ("reader", "writer"):
+            assert_problem(await client.get("/metrics", headers=bearer(name)), status=403)
+        for name in ("prometheus", "boss"):
+            response = await client.get("/metrics", headers=bearer(name))
+            assert response.status_code == 200, (name, response.text)
+            assert "relbank_events_total" in response.text
+        # The metrics key reads nothing else.
+        for path in ("/v1/customers/c1", "/v1/at-risk", "/v1/alerts"):
+            assert_problem(await client.get(path, headers=bearer("prometheus")), status=403)
     finally:
         await close_client(client, lifespan)
 
@@ -202,13 +225,13 @@ async def test_a_bad_keys_file_stops_start_up(
     path.write_text(
         yaml.safe_dump([{"name": "x", "sha256": "nothex", "scopes": ["read"]}]), encoding="utf-8"
     )
-    with pytest.raises((ApiKeysError, SystemExit), match="sha256"):
+    with pytest.raises((ApiKeysError, StartupError), match="sha256"):
         create_app(make_settings(database_url, auth="enabled", api_keys_file=path), load_policy())
 
 
 async def test_auth_enabled_without_a_keys_file_refuses_to_start(database_url: str) -> None:
     settings = make_settings(database_url, auth="enabled", api_keys_file=None)
-    with pytest.raises(SystemExit) as stopped:
+    with pytest.raises(StartupError) as stopped:
         create_app(settings, load_policy())
     assert "RELBANK_API_KEYS_FILE" in str(stopped.value)
     assert "RELBANK_AUTH=disabled" in str(stopped.value)

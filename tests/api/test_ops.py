@@ -1,4 +1,4 @@
-"""Policy, health, readiness, metrics, OpenAPI, problem details on every error (DESIGN §5, §7)."""
+"""Policy, health, readiness, metrics, OpenAPI, problem details on every error (README)."""
 
 from __future__ import annotations
 

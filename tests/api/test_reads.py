@@ -1,4 +1,4 @@
-"""The read API (DESIGN §5): customer, point-in-time balance, ledger paging, drivers, segments."""
+"""The read API (README): customer, point-in-time balance, ledger paging, drivers, segments."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ async def test_unknown_customer_is_a_404_problem(client: httpx.AsyncClient) -> N
 async def test_any_valid_subject_is_readable_by_its_id(
     client: httpx.AsyncClient, customer: str
 ) -> None:
-    """A subject is any 1-128 characters without control characters (DESIGN §1); every such
+    """A subject is any 1-128 characters without control characters (README); every such
     customer must be readable through GET /v1/customers/{id}, percent-encoded."""
     await post_ok(client, make_event(id="s1", subject=customer))
     path = f"/v1/customers/{quote(customer, safe='')}"
@@ -96,7 +96,7 @@ async def test_any_valid_subject_is_readable_by_its_id(
 
 async def test_point_in_time_balances_match_the_formula(client: httpx.AsyncClient) -> None:
     """Backdated and out-of-order events, singles and batches: B(T) from the API equals the
-    DESIGN §3 sum computed here, for T before, between, on and after the entries."""
+    README sum computed here, for T before, between, on and after the entries."""
     base = now()
     moments: list[tuple[str, float, float]] = [
         # (type, weight, days ago)
@@ -457,7 +457,7 @@ async def test_extreme_but_well_formed_at_is_answered_not_a_server_error(
 async def test_opening_balance_is_an_entry_at_the_first_arrival(
     clean: AsyncEngine, database_url: str
 ) -> None:
-    """DESIGN §3: a non-zero opening balance is a ledger entry of type relbank.account.opened at
+    """README: a non-zero opening balance is a ledger entry of type relbank.account.opened at
     the effective time of the first of the account's events to arrive."""
     client, lifespan = await open_client(database_url, policy=make_policy(opening_balance=10))
     try:

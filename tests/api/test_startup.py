@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.embedded import free_port, start_postgres
+from service.errors import StartupError
 from service.storage.migrate import upgrade
 from tests.conftest import admin_sql, close_client, make_policy, open_client, with_database
 from tests.factories import make_event
@@ -56,7 +57,7 @@ async def test_an_unmigrated_database_stops_start_up(server_url: str) -> None:
     name = f"relbank_empty_{uuid.uuid4().hex[:8]}"
     await admin_sql(server_url, f'CREATE DATABASE "{name}"')
     try:
-        with pytest.raises(SystemExit, match="relbank migrate"):
+        with pytest.raises(StartupError, match="relbank migrate"):
             await open_client(with_database(server_url, name))
     finally:
         await admin_sql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -70,5 +71,5 @@ async def test_a_half_life_the_balances_do_not_fit_stops_start_up(
         assert (await client.post("/v1/events", json=make_event(id="h1"))).status_code == 200
     finally:
         await close_client(client, lifespan)
-    with pytest.raises(SystemExit, match=r"RELBANK_POLICY.*relbank replay"):
+    with pytest.raises(StartupError, match=r"RELBANK_POLICY.*relbank replay"):
         await open_client(database_url, policy=make_policy(version="slow", half_life_days=365))

@@ -53,16 +53,11 @@ def check(
     *,
     received_at: datetime = RECEIVED_AT,
     max_future_skew: timedelta = MAX_FUTURE_SKEW,
-    encoded_size: int | None = None,
     internal: bool = False,
 ) -> Event:
     """`validate` with the test clock."""
     return validate(
-        envelope,
-        received_at=received_at,
-        max_future_skew=max_future_skew,
-        encoded_size=encoded_size,
-        internal=internal,
+        envelope, received_at=received_at, max_future_skew=max_future_skew, internal=internal
     )
 
 

@@ -1,4 +1,4 @@
-"""The account status machine (DESIGN §4): ok ⇄ at_risk with hysteresis."""
+"""The account status machine (README): ok ⇄ at_risk with hysteresis."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Balance arithmetic (DESIGN §3): order- and batch-independent decayed sums, crossings, ranking."""
+"""Balance arithmetic (README): order- and batch-independent decayed sums, crossings, ranking."""
 
 from __future__ import annotations
 

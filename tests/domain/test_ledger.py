@@ -1,4 +1,4 @@
-"""Booking a batch (DESIGN §3, §4): entries, opening balance, segments, status and alerts."""
+"""Booking a batch (README): entries, opening balance, segments, status and alerts."""
 
 from __future__ import annotations
 

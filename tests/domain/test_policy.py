@@ -1,4 +1,4 @@
-"""The weighting policy (DESIGN §2): loading, validation messages, and weighing one event."""
+"""The weighting policy (README): loading, validation messages, and weighing one event."""
 
 from __future__ import annotations
 
@@ -226,6 +226,23 @@ def test_a_bad_policy_names_the_offending_key(
     ],
 )
 def test_non_finite_numbers_are_rejected(path: str, value: float) -> None:
+    document = make_policy_document()
+    _set(path, value)(document)
+    assert path.replace("/", ".") in policy_error(document)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("thresholds/recover_at_or_above", False),
+        ("thresholds/at_risk_below", "-15"),
+        ("moments/promise.broken/weight", True),
+        ("half_life_days", "90"),
+        ("segments/enterprise/weight_multiplier", "1.5"),
+    ],
+)
+def test_a_number_must_be_a_number(path: str, value: object) -> None:
+    """No coercion: `false` is not 0 and "90" is not 90 (a what-if must not quietly weigh 0)."""
     document = make_policy_document()
     _set(path, value)(document)
     assert path.replace("/", ".") in policy_error(document)

@@ -9,11 +9,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.embedded import EmbeddedBroker, start_broker
+from service.embedded import EmbeddedBroker, free_port, start_broker
 from service.kafka.client import ensure_topics
 from service.settings import Settings
 from tests.conftest import make_settings
-from tests.kafka.helpers import checker_engine
+from tests.kafka.helpers import LEFTOVERS, checker_engine
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers() -> Iterator[None]:
+    yield
+    while LEFTOVERS:
+        LEFTOVERS.pop().kill()
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +65,34 @@ async def checker(database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def logs(tmp_path: Path) -> Path:
     return tmp_path
+
+
+class RestartableBroker:
+    """Tansu on a fixed port, to stop and start again at the same address (empty: it keeps
+    everything in memory)."""
+
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        self.running: EmbeddedBroker | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.running = start_broker(self.log, port=self.port)
+        assert self.running.bootstrap == self.bootstrap, "the port was taken meanwhile"
+
+    def stop(self) -> None:
+        if self.running is not None:
+            self.running.stop()
+            self.running = None
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[RestartableBroker]:
+    broker = RestartableBroker(tmp_path / "broker.log")
+    broker.start()
+    yield broker
+    broker.stop()

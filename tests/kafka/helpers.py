@@ -21,17 +21,17 @@ from typing import Any
 import httpx
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from service.api.auth import Authenticator
-from service.api.context import Context
 from service.domain.policy import Policy
 from service.embedded import free_port
 from service.kafka import codec
+from service.kafka.client import ensure_topics, kafka_kwargs
 from service.kafka.consumer import KafkaIngest
 from service.settings import Settings
-from service.storage.policies import activate
+from tests.conftest import runtime_for
 
 POLICY_FILE = Path(__file__).resolve().parents[2] / "service" / "default_policy.yaml"
 ROOT = Path(__file__).resolve().parents[2]
@@ -219,9 +219,9 @@ async def running_consumer(
     settings: Settings, engine: AsyncEngine, policy: Policy
 ) -> AsyncIterator[KafkaIngest]:
     """A consumer in this event loop, cancelled (as SIGTERM would) on exit."""
-    async with engine.begin() as conn:
-        await activate(conn, policy)
-    ingest = KafkaIngest(Context(settings, policy, engine, Authenticator(None)))
+    rt = runtime_for(settings, engine, policy)
+    await rt.app.activate_policy()
+    ingest = KafkaIngest(rt)
     task = asyncio.create_task(ingest.run())
     try:
         yield ingest
@@ -282,6 +282,7 @@ class ConsumerProcess:
     """`relbank serve --role consumer` as a child process, with its own HTTP port (/readyz)."""
 
     def __init__(self, settings: Settings, log_dir: Path, name: str, **env: str) -> None:
+        LEFTOVERS.append(self)
         self.settings = settings
         self.name = name
         self.port = free_port()
@@ -367,9 +368,43 @@ class ConsumerProcess:
         return response.status_code, response.json()
 
 
+Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+# Consumer processes and streams a test started: killed after the test whatever happened to it
+# (a test stopped by its timeout never runs its `finally`), so none writes into the next test.
+LEFTOVERS: list[ConsumerProcess | Stream] = []
+
+# How long a wait on a condition may take on a busy 2-core machine before the test fails (a
+# passing run never waits this long: waits poll their condition).
+PATIENCE = 180.0
+# For a test whose stream runs until its scenario is done (`Stream`).
+SLOW_TEST_TIMEOUT = 1200
+
+
+async def _send_paced(
+    producer: AIOKafkaProducer,
+    topic: str,
+    records: list[Record],
+    *,
+    per_second: float,
+    chunk: int = 200,
+) -> list[tuple[int, int]]:
+    placed: list[tuple[int, int]] = []
+    for i in range(0, len(records), chunk):
+        started = time.monotonic()
+        futures = [
+            await producer.send(topic, value, key=key, headers=headers)
+            for key, value, headers in records[i : i + chunk]
+        ]
+        for metadata in await asyncio.gather(*futures):
+            placed.append((metadata.partition, metadata.offset))
+        await asyncio.sleep(max(0.0, chunk / per_second - (time.monotonic() - started)))
+    return placed
+
+
 async def produce_stream(
     settings: Settings,
-    records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
+    records: list[Record],
     *,
     per_second: float,
     chunk: int = 200,
@@ -378,25 +413,94 @@ async def produce_stream(
     of each, in order."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
     await producer.start()
-    placed: list[tuple[int, int]] = []
     try:
-        for i in range(0, len(records), chunk):
-            started = time.monotonic()
-            futures = [
-                await producer.send(settings.input_topic, value, key=key, headers=headers)
-                for key, value, headers in records[i : i + chunk]
-            ]
-            for metadata in await asyncio.gather(*futures):
-                placed.append((metadata.partition, metadata.offset))
-            await asyncio.sleep(max(0.0, chunk / per_second - (time.monotonic() - started)))
+        return await _send_paced(
+            producer, settings.input_topic, records, per_second=per_second, chunk=chunk
+        )
     finally:
         await producer.stop()
-    return placed
 
 
-def encode_mixed(
-    events: list[dict[str, Any]],
-) -> list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]:
+class Stream:
+    """Records produced at about `per_second` from `start()` until `stop()`: a stream as long as
+    the test needs, however slow the machine. Fresh corpus chunks (ids `s{seed}.{chunk}-{i}`),
+    each with a poison record and a conflicting duplicate when `poison_every` is set.
+    Only whole acknowledged chunks are counted in `records`, `booked`, `poison` and `placed`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        per_second: float,
+        seed: int,
+        customers: int = 300,
+        poison_every: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.per_second = per_second
+        self.seed = seed
+        self.customers = customers
+        self.poison_every = poison_every
+        LEFTOVERS.append(self)
+        self.records: list[Record] = []
+        self.booked: list[dict[str, Any]] = []  # the events a correct consumer books
+        self.poison: set[int] = set()  # indexes into `records`
+        self.placed: list[tuple[int, int]] = []  # (partition, offset) of each record
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap, acks="all", linger_ms=5
+        )
+        await producer.start()
+        try:
+            n = 0
+            while not self._stopping.is_set():
+                seed = self.seed * 1000 + n
+                prefix = f"s{self.seed}.{n}-"
+                if self.poison_every:
+                    size = self.poison_every + 1  # one poison point per chunk
+                    events = make_corpus(size, customers=self.customers, seed=seed, prefix=prefix)
+                    records, booked, poison = with_poison(
+                        events, every=self.poison_every, seed=seed
+                    )
+                else:
+                    events = make_corpus(1000, customers=self.customers, seed=seed, prefix=prefix)
+                    records, booked, poison = encode_mixed(events), events, set()
+                placed = await _send_paced(
+                    producer, self.settings.input_topic, records, per_second=self.per_second
+                )
+                self.poison |= {len(self.records) + i for i in poison}
+                self.records += records
+                self.booked += booked
+                self.placed += placed
+                n += 1
+        finally:
+            await producer.stop()
+
+    async def stop(self) -> None:
+        """Finish the chunk in flight and stop."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def kill(self) -> None:
+        self.cancel()
+
+    def dead_letter_origins(self) -> set[str]:
+        topic = self.settings.input_topic
+        return {f"{topic}/{self.placed[i][0]}/{self.placed[i][1]}" for i in self.poison}
+
+
+def encode_mixed(events: list[dict[str, Any]]) -> list[Record]:
     """Every other event in binary mode, the rest structured."""
     return [
         (codec.encode_binary if i % 2 else codec.encode_structured)(event)
@@ -406,9 +510,7 @@ def encode_mixed(
 
 def with_poison(
     events: list[dict[str, Any]], *, every: int, seed: int = 0
-) -> tuple[
-    list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]], list[dict[str, Any]], set[int]
-]:
+) -> tuple[list[Record], list[dict[str, Any]], set[int]]:
     """The events encoded (mixed modes), with a record that is not JSON and a conflicting
     duplicate of an earlier event every `every` events. Returns the records, the events a
     correct consumer books (first of each (source, id)), and the indexes of the poison records."""
@@ -492,3 +594,18 @@ async def assert_offsets_only_moved_forward(engine: AsyncEngine, group: str) -> 
     backwards = [r for r in rows if r.old is not None and r.new <= r.old]
     assert not backwards, f"stored offsets moved backwards: {backwards[:5]}"
     return len(rows)
+
+
+async def recreate_topic(settings: Settings, topic: str) -> None:
+    admin = AIOKafkaAdminClient(**kafka_kwargs(settings))
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+
+        async def gone() -> bool:
+            return topic not in set(await admin.list_topics())
+
+        await wait_for(gone, within=30, what=f"{topic} to be deleted")
+    finally:
+        await admin.close()
+    await ensure_topics(settings, partitions=3)

@@ -6,8 +6,6 @@ import ssl
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from service.kafka.client import kafka_kwargs
 from service.retry import backoff
 from tests.conftest import make_settings
@@ -79,13 +77,6 @@ def test_sasl_plain_over_plaintext() -> None:
     )
     assert kwargs["sasl_mechanism"] == "PLAIN"
     assert "ssl_context" not in kwargs
-
-
-def test_sasl_without_credentials_names_the_variables() -> None:
-    settings = make_settings(URL, kafka_bootstrap="k:9092", kafka_security_protocol="SASL_SSL")
-    with pytest.raises(SystemExit) as stopped:
-        kafka_kwargs(settings)
-    assert "RELBANK_KAFKA_SASL_USERNAME" in str(stopped.value)
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:

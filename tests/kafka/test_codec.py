@@ -89,7 +89,7 @@ def test_binary_without_data_and_without_content_type() -> None:
 def test_binary_round_trip_keeps_any_data(data: dict[str, Any]) -> None:
     event = make_event(data=data)
     _, value, headers = codec.encode_binary(event)
-    envelope, _ = codec.to_envelope(Record(value, list(headers)))
+    envelope = codec.to_envelope(Record(value, list(headers)))
     assert envelope == event
 
 
@@ -106,13 +106,26 @@ def test_binary_round_trip_keeps_any_data(data: dict[str, Any]) -> None:
         ([], b"{nope", "not_json"),
         ([], None, "not_json"),
         ([], b'"a string"', "not_object"),
-        ([], b"{" + b" " * 70_000 + b"}", "too_large"),
+        ([], b"{" + b" " * 70_000 + b"}", "missing_attribute"),
+        ([], b"{" + b" " * codec.MAX_RECORD_BYTES + b"}", "too_large"),
+        ([], b'{"specversion":"1.0","specversion":"1.0"}', "not_json"),
+        ([("ce_specversion", b"1.0")], b'{"score":9,"score":1}', "not_json"),
     ],
 )
 def test_what_cannot_be_accepted_says_why(
     headers: list[tuple[str, bytes | None]], value: bytes | None, reason: str
 ) -> None:
     assert _reason(Record(value, headers)) == reason
+
+
+def test_one_size_rule_in_both_modes_however_the_record_is_padded() -> None:
+    """The event's stored encoding counts, not the record's bytes (README)."""
+    padded = orjson.dumps(make_event(data={"note": "x"})) + b" " * 70_000
+    assert isinstance(_decode(Record(padded)), Event)
+    big = make_event(data={"note": "x" * (64 * 1024)})
+    assert _reason(Record(orjson.dumps(big))) == "too_large"
+    _, data, headers = codec.encode_binary(big)
+    assert _reason(Record(data, list(headers))) == "too_large"
 
 
 def test_a_header_that_is_not_ours_is_ignored_even_if_binary() -> None:

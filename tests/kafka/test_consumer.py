@@ -17,8 +17,11 @@ from service import metrics
 from service.domain.policy import Policy
 from service.kafka.client import produce_events
 from service.settings import Settings
-from service.storage.writes import customer_lock_key
+from service.storage.locks import customer_lock_key
 from tests.kafka.helpers import (
+    PATIENCE,
+    SLOW_TEST_TIMEOUT,
+    Stream,
     applied_offsets,
     assert_ledger_matches,
     encode_mixed,
@@ -51,7 +54,7 @@ async def test_a_batch_whose_stored_offset_moved_on_is_rolled_back(
     caplog.set_level(logging.WARNING, logger="relbank.consumer")
     placed = await produce_stream(s, encode_mixed(first), per_second=1e9)
     async with running_consumer(s, engine, default_policy) as ingest:
-        await wait_consumed(checker, s.consumer_group, len(first), within=30)
+        await wait_consumed(checker, s.consumer_group, len(first), within=PATIENCE)
         # The instance is frozen (it cannot take its lock) while it fetches the next records.
         async with ingest.lock:
             placed += await produce_stream(s, encode_mixed(stale), per_second=1e9)
@@ -63,7 +66,7 @@ async def test_a_batch_whose_stored_offset_moved_on_is_rolled_back(
                     for p, end in ends.items()
                 )
 
-            await wait_for(fetched, within=15, what="the stale records to be fetched")
+            await wait_for(fetched, within=PATIENCE, what="the stale records to be fetched")
             # Meanwhile another owner of the partitions moved their stored offsets past them.
             async with checker.begin() as conn:
                 for partition, end in ends.items():
@@ -74,15 +77,15 @@ async def test_a_batch_whose_stored_offset_moved_on_is_rolled_back(
                         ),
                         {"end": end, "g": s.consumer_group, "t": s.input_topic, "p": partition},
                     )
-            await asyncio.sleep(1.5)  # its poll returns with the stale batch in hand
+            # Whenever its poll hands it these records, their batch names the old offsets.
 
         async def rolled_back() -> bool:
             return any("batch rolled back, not applied" in r.message for r in caplog.records)
 
-        await wait_for(rolled_back, within=15, what="the stale batch to be rolled back")
+        await wait_for(rolled_back, within=PATIENCE, what="the stale batch to be rolled back")
         # It goes on from the stored offsets, as a sound consumer.
         await produce_stream(s, encode_mixed(after), per_second=1e9)
-        await wait_consumed(checker, s.consumer_group, 180, within=30)
+        await wait_consumed(checker, s.consumer_group, 180, within=PATIENCE)
     await assert_ledger_matches(checker, first + after)
 
 
@@ -119,7 +122,7 @@ async def test_broker_that_lost_data_is_reported_and_read_again_from_the_start(
                 )
                 return {r.partition: r.next_offset for r in rows} == ends
 
-        await wait_for(caught_up, within=30, what="the new log to be read from its start")
+        await wait_for(caught_up, within=PATIENCE, what="the new log to be read from its start")
     await assert_ledger_matches(checker, events)
     assert metrics.OFFSET_OUT_OF_RANGE.labels(topic=s.input_topic)._value.get() - counted == 3
     lost = [r for r in caplog.records if "OFFSET OUT OF RANGE" in r.message]
@@ -143,9 +146,9 @@ async def test_a_hung_batch_makes_the_consumer_not_ready_until_it_moves_again(
             await produce_events(s, events)
 
             async def stuck() -> bool:
-                return "no progress" in ingest.ctx.not_ready.get("consumer", "")
+                return "no progress" in ingest.rt.not_ready.get("consumer", "")
 
-            await wait_for(stuck, within=20, what="/readyz to report the stuck consumer")
+            await wait_for(stuck, within=PATIENCE, what="/readyz to report the stuck consumer")
             lag = sum(
                 metrics.CONSUMER_LAG.labels(topic=s.input_topic, partition=str(p))._value.get()
                 for p in range(3)
@@ -156,15 +159,18 @@ async def test_a_hung_batch_makes_the_consumer_not_ready_until_it_moves_again(
                 text("SELECT pg_advisory_unlock(:k)"), {"k": customer_lock_key(customer)}
             )
             await blocker.commit()
-            await wait_consumed(checker, s.consumer_group, len(events), within=20)
+            await wait_consumed(checker, s.consumer_group, len(events), within=PATIENCE)
 
             async def ready() -> bool:
-                return "consumer" not in ingest.ctx.not_ready
+                return "consumer" not in ingest.rt.not_ready
 
-            await wait_for(ready, within=10, what="the consumer to be ready again")
+            await wait_for(ready, within=PATIENCE, what="the consumer to be ready again")
     await assert_ledger_matches(checker, events)
 
 
+# Long on a busy machine: the stream goes on until the scenario is done.
+@pytest.mark.slow
+@pytest.mark.timeout(SLOW_TEST_TIMEOUT)
 async def test_database_connections_killed_mid_batch_and_the_consumer_recovers_by_itself(
     kafka_settings: Settings,
     engine: AsyncEngine,
@@ -173,39 +179,56 @@ async def test_database_connections_killed_mid_batch_and_the_consumer_recovers_b
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     s = kafka_settings
-    events = make_corpus(8000, customers=200, seed=36)
-    records = encode_mixed(events)
-    caplog.set_level(logging.ERROR, logger="relbank.consumer")
+    # A kill is absorbed one of two ways, both fine: the transaction is tried again at once
+    # (the connection broke before the commit: relbank.database, INFO), or the batch fails and
+    # the consumer backs off and re-reads its offsets (relbank.consumer, ERROR).
+    caplog.set_level(logging.INFO, logger="relbank")
     rng = random.Random(36)
-    async with running_consumer(s, engine, default_policy) as ingest:
-        stream = asyncio.create_task(produce_stream(s, records, per_second=900))
-        killed = 0
-        not_ready_seen = False
-        while not stream.done():
-            await asyncio.sleep(rng.uniform(0.2, 0.6))
-            async with checker.connect() as conn:
-                killed += len(
-                    (
-                        await conn.execute(
-                            text(
-                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE application_name = 'relbank' "
-                                "AND datname = current_database() AND pid <> pg_backend_pid()"
-                            )
-                        )
-                    ).all()
+    # Streams on until enough connections were killed under the consumer, however long that
+    # takes on this machine.
+    stream = Stream(s, per_second=900, seed=36, customers=200)
+    killed = 0
+    not_ready_seen = False
+
+    def failures() -> list[logging.LogRecord]:
+        return [
+            r
+            for r in caplog.records
+            if (r.name == "relbank.consumer" and "failed" in r.message)
+            or "connection lost before the commit" in r.message
+        ]
+
+    try:
+        async with running_consumer(s, engine, default_policy) as ingest:
+            stream.start()
+            deadline = time.monotonic() + PATIENCE
+            while killed <= 10 or not failures():
+                assert time.monotonic() < deadline, (
+                    f"{killed} connections killed, {len(failures())} failures logged"
                 )
-            not_ready_seen = not_ready_seen or "consumer" in ingest.ctx.not_ready
-        await stream
-        await wait_consumed(checker, s.consumer_group, len(records), within=60)
+                await asyncio.sleep(rng.uniform(0.2, 0.6))
+                async with checker.connect() as conn:
+                    killed += len(
+                        (
+                            await conn.execute(
+                                text(
+                                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                    "WHERE application_name = 'relbank' "
+                                    "AND datname = current_database() AND pid <> pg_backend_pid()"
+                                )
+                            )
+                        ).all()
+                    )
+                not_ready_seen = not_ready_seen or "consumer" in ingest.rt.not_ready
+            await stream.stop()
+            await wait_consumed(checker, s.consumer_group, len(stream.records), within=PATIENCE)
 
-        async def ready() -> bool:
-            return "consumer" not in ingest.ctx.not_ready
+            async def ready() -> bool:
+                return "consumer" not in ingest.rt.not_ready
 
-        await wait_for(ready, within=10, what="the consumer to be ready again")
-    assert killed > 10
-    failures = [r for r in caplog.records if "failed" in r.message]
-    assert failures, "no batch was ever hit by a killed connection"
-    assert not_ready_seen or any("applying a batch" in r.message for r in failures)
-    await assert_ledger_matches(checker, events)
-    assert await applied_offsets(checker, s.consumer_group) == len(records)
+            await wait_for(ready, within=PATIENCE, what="the consumer to be ready again")
+    finally:
+        stream.cancel()
+    assert not_ready_seen or failures()
+    await assert_ledger_matches(checker, stream.booked)
+    assert await applied_offsets(checker, s.consumer_group) == len(stream.records)

@@ -3,31 +3,32 @@ an instance paused past its session timeout: every event booked once, offsets on
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.settings import Settings
 from tests.kafka.helpers import (
+    PATIENCE,
+    SLOW_TEST_TIMEOUT,
     ConsumerProcess,
+    Stream,
     applied_offsets,
     assert_ledger_matches,
     assert_offsets_only_moved_forward,
     dlq_origins,
     install_offset_audit,
-    make_corpus,
-    produce_stream,
     remove_offset_audit,
     wait_consumed,
     wait_for,
-    with_poison,
 )
 
 _ASSIGNED = re.compile(r"consumer: reading (.+)")
+_ASSIGNED_NOW = re.compile(r"consumer: assigned (.+)")
 
 
 def _partitions_read(process: ConsumerProcess) -> set[str]:
@@ -44,52 +45,67 @@ async def _progress(checker: AsyncEngine, group: str) -> None:
     async def moved() -> bool:
         return await applied_offsets(checker, group) > before
 
-    await wait_for(moved, within=60, what="the group to make progress")
+    await wait_for(moved, within=PATIENCE, what="the group to make progress")
 
 
 def _has_partitions(process: ConsumerProcess) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
+        assert process.alive, process.log()[-3000:]
         return bool(_partitions_read(process))
 
     return check
 
 
+def _assigned_from_now(process: ConsumerProcess, partitions: int) -> Callable[[], Awaitable[bool]]:
+    """A check that holds once the process, from now on, is assigned `partitions` partitions or
+    more in one rebalance (it is told its whole assignment each time)."""
+    seen = len(process.log())
+
+    async def check() -> bool:
+        assert process.alive, process.log()[-3000:]
+        return any(
+            len(match.group(1).split(", ")) >= partitions
+            for match in _ASSIGNED_NOW.finditer(process.log()[seen:])
+        )
+
+    return check
+
+
+# Long on a busy machine: the stream goes on until the scenario is done.
+@pytest.mark.slow
+@pytest.mark.timeout(SLOW_TEST_TIMEOUT)
 async def test_two_and_three_instances_added_and_removed_during_the_stream(
     kafka_settings: Settings, checker: AsyncEngine, logs: Path
 ) -> None:
     s = kafka_settings
-    events = make_corpus(16_000, customers=300, seed=21)
-    records, booked, poison = with_poison(events, every=2000, seed=21)
     await install_offset_audit(checker)
-    stream = asyncio.create_task(produce_stream(s, records, per_second=700))
+    # Streams on until the instances have come and gone, however long that takes here.
+    stream = Stream(s, per_second=700, seed=21, customers=300, poison_every=2000)
     a, b, c = (ConsumerProcess(s, logs, name) for name in "abc")
     try:
+        stream.start()
         a.start()
         await _progress(checker, s.consumer_group)
         b.start()  # two instances
-        await wait_for(
-            _has_partitions(b),
-            within=30,
-            what="b to be given partitions",
-        )
+        await wait_for(_has_partitions(b), within=PATIENCE, what="b to be given partitions")
         await _progress(checker, s.consumer_group)
         c.start()  # three
-        await wait_for(
-            _has_partitions(c),
-            within=30,
-            what="c to be given partitions",
-        )
+        await wait_for(_has_partitions(c), within=PATIENCE, what="c to be given partitions")
         await _progress(checker, s.consumer_group)
         a.stop()  # removed cleanly: leaves the group
         await _progress(checker, s.consumer_group)
         b.kill()  # removed by a crash: its session times out
         await _progress(checker, s.consumer_group)
+        back = _assigned_from_now(b, 1)
         b.start()  # and back
-        placed = await stream
-        await wait_consumed(checker, s.consumer_group, len(records), within=120)
+        await wait_for(back, within=PATIENCE, what="b to be given partitions again")
+        await _progress(checker, s.consumer_group)
+        await stream.stop()
+        await wait_consumed(checker, s.consumer_group, len(stream.records), within=PATIENCE)
         b.stop()
         c.stop()
     finally:
+        stream.cancel()
         for process in (a, b, c):
             process.kill()
         await remove_offset_audit(checker)
@@ -98,50 +114,55 @@ async def test_two_and_three_instances_added_and_removed_during_the_stream(
     assert _partitions_read(a)
     assert _partitions_read(b)
     assert _partitions_read(c)
-    await assert_ledger_matches(checker, booked)
+    await assert_ledger_matches(checker, stream.booked)
     assert await assert_offsets_only_moved_forward(checker, s.consumer_group) > 0
-    origins = await dlq_origins(s)
-    assert origins.keys() == {f"{s.input_topic}/{placed[i][0]}/{placed[i][1]}" for i in poison}
+    assert stream.poison
+    assert (await dlq_origins(s)).keys() == stream.dead_letter_origins()
 
 
+# Long on a busy machine: the stream goes on until the scenario is done.
+@pytest.mark.slow
+@pytest.mark.timeout(SLOW_TEST_TIMEOUT)
 async def test_a_paused_instance_does_not_apply_its_stale_batch(
     kafka_settings: Settings, checker: AsyncEngine, logs: Path
 ) -> None:
     s = kafka_settings
-    events = make_corpus(12_000, customers=300, seed=22)
-    records, booked, poison = with_poison(events, every=2000, seed=22)
     await install_offset_audit(checker)
-    stream = asyncio.create_task(produce_stream(s, records, per_second=600))
+    stream = Stream(s, per_second=600, seed=22, customers=300, poison_every=2000)
     a, b = ConsumerProcess(s, logs, "a"), ConsumerProcess(s, logs, "b")
     try:
+        stream.start()
         a.start()
         b.start()
         for process in (a, b):
             await wait_for(
                 _has_partitions(process),
-                within=30,
+                within=PATIENCE,
                 what=f"{process.name} to be given partitions",
             )
         await _progress(checker, s.consumer_group)
         # Frozen mid-stream, past its session timeout: b takes its partitions over meanwhile.
+        taken_over = _assigned_from_now(b, 3)
         a.signal(signal.SIGSTOP)
-        await asyncio.sleep(s.consumer_session_timeout_seconds + 4)
+        await wait_for(taken_over, within=PATIENCE, what="b to take over a's partitions")
         await _progress(checker, s.consumer_group)
+        # Woken, a finds itself out of the group (its batch in hand is stale) and joins again.
+        rejoined = _assigned_from_now(a, 1)
         a.signal(signal.SIGCONT)
-        await asyncio.sleep(s.consumer_session_timeout_seconds + 2)
+        await wait_for(rejoined, within=PATIENCE, what="a to join the group again")
         # The woken instance must be a sound member again: alone, it finishes the stream.
         b.stop()
-        placed = await stream
-        await wait_consumed(checker, s.consumer_group, len(records), within=120)
+        await stream.stop()
+        await wait_consumed(checker, s.consumer_group, len(stream.records), within=PATIENCE)
         a.stop()
     finally:
+        stream.cancel()
         a.kill()
         b.kill()
         await remove_offset_audit(checker)
 
     # A stale batch applied would move an offset backwards (or book an event twice).
     assert await assert_offsets_only_moved_forward(checker, s.consumer_group) > 0
-    await assert_ledger_matches(checker, booked)
-    origins = await dlq_origins(s)
-    assert origins.keys() == {f"{s.input_topic}/{placed[i][0]}/{placed[i][1]}" for i in poison}
+    await assert_ledger_matches(checker, stream.booked)
+    assert (await dlq_origins(s)).keys() == stream.dead_letter_origins()
     print("a rolled back a stale batch:", "batch rolled back, not applied" in a.log())

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.storage import offsets
 from service.storage.offsets import Move, StaleOffsets
+from tests.kafka.helpers import PATIENCE, wait_for
 
 
 async def _stored(engine: AsyncEngine) -> dict[tuple[str, int], int]:
     async with engine.connect() as conn:
-        return await offsets.load(conn, "g", [("t", 0), ("t", 1), ("u", 0)])
+        found = await offsets.load(conn, "g", [("t", 0), ("t", 1), ("u", 0)])
+    return {key: row.next_offset for key, row in found.items()}
 
 
 async def test_moves_every_partition_or_none(clean: AsyncEngine) -> None:
@@ -41,6 +44,23 @@ async def test_moves_every_partition_or_none(clean: AsyncEngine) -> None:
     assert await _stored(clean) == {("t", 0): 7, ("t", 1): 10, ("u", 0): 3}
 
 
+async def wait_until_blocked(engine: AsyncEngine) -> None:
+    """Until a transaction of this database waits for a lock (the second writer, on the first's
+    row)."""
+
+    async def blocked() -> bool:
+        async with engine.connect() as conn:
+            found = await conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            return bool(found.scalar_one())
+
+    await wait_for(blocked, within=PATIENCE, what="the second writer to wait for the first")
+
+
 async def test_two_first_writers_of_a_partition_one_wins(clean: AsyncEngine) -> None:
     entered = asyncio.Event()
     release = asyncio.Event()
@@ -59,7 +79,7 @@ async def test_two_first_writers_of_a_partition_one_wins(clean: AsyncEngine) -> 
     winner = asyncio.create_task(first())
     loser = asyncio.create_task(second())
     await entered.wait()
-    await asyncio.sleep(0.3)  # the second waits on the first's uncommitted row
+    await wait_until_blocked(clean)  # the second waits on the first's uncommitted row
     release.set()
     await winner
     with pytest.raises(StaleOffsets):
@@ -87,7 +107,7 @@ async def test_two_owners_of_a_stored_partition_one_wins(clean: AsyncEngine) -> 
     winner = asyncio.create_task(first())
     loser = asyncio.create_task(second())
     await entered.wait()
-    await asyncio.sleep(0.3)
+    await wait_until_blocked(clean)
     release.set()
     await winner
     with pytest.raises(StaleOffsets) as raised:

@@ -4,15 +4,12 @@ consumer recovers by itself with nothing lost and nothing applied twice."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.embedded import EmbeddedBroker, EmbeddedPostgres, start_postgres
+from service.embedded import EmbeddedBroker, EmbeddedPostgres
 from service.kafka.client import ensure_topics
-from service.storage.migrate import upgrade
 from tests.kafka.conftest import kafka_settings_for
 from tests.kafka.helpers import (
     ConsumerProcess,
@@ -25,18 +22,6 @@ from tests.kafka.helpers import (
     wait_consumed,
     wait_for,
 )
-
-
-@pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL of this test's own (not the machine's), to stop and start at will."""
-    pg = start_postgres(tmp_path / "pgdata")
-    try:
-        upgrade(pg.url)
-        yield pg
-    finally:
-        pg.server.stop()
-        pg.stop()
 
 
 async def test_postgres_restarted_during_the_stream(

@@ -1,0 +1,163 @@
+"""Account projections: one row per customer, the `(ref_balance, ref_time)` pair and its status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.domain.balance import Projection
+from service.domain.ledger import Account
+
+COLUMNS = (
+    "customer_id, segment, ref_balance, ref_time, status, status_since, opened_at, "
+    "last_event_at, entries, next_transition_at, rank_sign, rank_value"
+)
+# (rank_sign, rank_value, customer_id): the time-invariant "lowest balance first" order.
+RankKey = tuple[int, float, str]
+
+
+def _row(r: Sequence[Any]) -> Account:
+    # Unpacked by position (the order of COLUMNS): a batch loads hundreds of accounts, and
+    # attribute access on a row costs more than the rest of this function.
+    (
+        customer_id,
+        segment,
+        ref_balance,
+        ref_time,
+        status,
+        status_since,
+        opened_at,
+        last_event_at,
+        entries,
+        next_transition_at,
+        rank_sign,
+        rank_value,
+    ) = r
+    return Account(
+        customer_id=customer_id,
+        segment=segment,
+        projection=Projection(ref_balance, ref_time),
+        status=status,
+        status_since=status_since,
+        opened_at=opened_at,
+        last_event_at=last_event_at,
+        entries=entries,
+        next_transition_at=next_transition_at,
+        rank=(rank_sign, rank_value),
+    )
+
+
+async def load(conn: AsyncConnection, customer_ids: Iterable[str]) -> dict[str, Account]:
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        text(f"SELECT {COLUMNS} FROM accounts WHERE customer_id = ANY(CAST(:ids AS text[]))"),
+        {"ids": ids},
+    )
+    return {r.customer_id: _row(r) for r in rows}
+
+
+async def save(conn: AsyncConnection, accounts: Sequence[Account]) -> None:
+    if not accounts:
+        return
+    await conn.execute(
+        text(
+            f"""
+            INSERT INTO accounts ({COLUMNS}, updated_at)
+            SELECT *, now() FROM unnest(
+                CAST(:customer_id AS text[]), CAST(:segment AS text[]),
+                CAST(:ref_balance AS float8[]), CAST(:ref_time AS timestamptz[]),
+                CAST(:status AS text[]), CAST(:status_since AS timestamptz[]),
+                CAST(:opened_at AS timestamptz[]), CAST(:last_event_at AS timestamptz[]),
+                CAST(:entries AS int[]), CAST(:next_transition_at AS timestamptz[]),
+                CAST(:rank_sign AS smallint[]), CAST(:rank_value AS float8[]))
+            ON CONFLICT (customer_id) DO UPDATE SET
+                segment = EXCLUDED.segment, ref_balance = EXCLUDED.ref_balance,
+                ref_time = EXCLUDED.ref_time, status = EXCLUDED.status,
+                status_since = EXCLUDED.status_since, last_event_at = EXCLUDED.last_event_at,
+                entries = EXCLUDED.entries, next_transition_at = EXCLUDED.next_transition_at,
+                rank_sign = EXCLUDED.rank_sign, rank_value = EXCLUDED.rank_value,
+                updated_at = now()
+            """
+        ),
+        {
+            "customer_id": [a.customer_id for a in accounts],
+            "segment": [a.segment for a in accounts],
+            "ref_balance": [a.projection.ref_balance for a in accounts],
+            "ref_time": [a.projection.ref_time for a in accounts],
+            "status": [a.status for a in accounts],
+            "status_since": [a.status_since for a in accounts],
+            "opened_at": [a.opened_at for a in accounts],
+            "last_event_at": [a.last_event_at for a in accounts],
+            "entries": [a.entries for a in accounts],
+            "next_transition_at": [a.next_transition_at for a in accounts],
+            "rank_sign": [a.rank[0] for a in accounts],
+            "rank_value": [a.rank[1] for a in accounts],
+        },
+    )
+
+
+async def load_all(conn: AsyncConnection) -> dict[str, Account]:
+    rows = await conn.execute(text(f"SELECT {COLUMNS} FROM accounts"))
+    return {r.customer_id: _row(r) for r in rows}
+
+
+async def due(conn: AsyncConnection, now: datetime, limit: int) -> list[str]:
+    rows = await conn.execute(
+        text(
+            "SELECT customer_id FROM accounts WHERE next_transition_at <= :now "
+            "ORDER BY next_transition_at LIMIT :n"
+        ),
+        {"now": now, "n": limit},
+    )
+    return [r.customer_id for r in rows]
+
+
+async def one(conn: AsyncConnection, customer_id: str) -> Account | None:
+    row = (
+        await conn.execute(
+            text(f"SELECT {COLUMNS} FROM accounts WHERE customer_id = :c"), {"c": customer_id}
+        )
+    ).first()
+    return _row(row) if row else None
+
+
+async def at_risk_page(
+    conn: AsyncConnection, *, segment: str | None, limit: int, after: RankKey | None
+) -> tuple[list[Account], RankKey | None]:
+    """At-risk accounts, lowest balance first, by the time-invariant rank key."""
+    where = "status = 'at_risk'"
+    params: dict[str, Any] = {"limit": limit + 1}
+    if segment is not None:
+        where += " AND segment = :segment"
+        params["segment"] = segment
+    if after is not None:
+        where += " AND (rank_sign, rank_value, customer_id) > (:s, :v, :c)"
+        params |= {"s": after[0], "v": after[1], "c": after[2]}
+    rows = (
+        await conn.execute(
+            text(
+                f"SELECT {COLUMNS} FROM accounts WHERE {where} "
+                "ORDER BY rank_sign, rank_value, customer_id LIMIT :limit"
+            ),
+            params,
+        )
+    ).all()
+    found = [_row(r) for r in rows[:limit]]
+    cursor = None
+    if len(rows) > limit and found:
+        last = found[-1]
+        cursor = (last.rank[0], last.rank[1], last.customer_id)
+    return found, cursor
+
+
+async def counts(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(text("SELECT status, count(*) AS n FROM accounts GROUP BY status"))
+    found = {"ok": 0, "at_risk": 0}
+    found.update({r.status: r.n for r in rows})
+    return found

@@ -1,0 +1,1 @@
+"""Tools for users and operators: send events, seed a demo, benchmark a deployment."""

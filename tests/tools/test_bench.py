@@ -1,0 +1,92 @@
+"""`relbank bench`: a small smoke run of every mode on the test PostgreSQL and broker.
+
+Benchmarks are not tests: nothing here asserts a speed, only that each mode runs end to end,
+applies every event it sends, and reports its figures in the table and the JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.cli import main
+from service.embedded import EmbeddedBroker
+
+pytestmark = pytest.mark.slow
+
+SMALL = {
+    "kafka": ["--events", "2000", "--customers", "300", "--partitions", "2"],
+    "http": ["--events", "1500", "--customers", "300", "--singles", "300"],
+    "read": ["--accounts", "2000", "--ingest-rate", "200", "--read-rate", "50", "--seconds", "3"],
+    "baseline": ["--events", "150", "--customers", "50"],
+    "limit": ["--events", "2000", "--customers", "300", "--batch", "500"],
+}
+
+
+def bench(
+    kind: str,
+    args: list[str],
+    tmp_path: Path,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> dict[str, Any]:
+    out = tmp_path / f"{kind}.json"
+    main(
+        ["bench", kind, "--no-embedded", "--database-url", database_url, *args, "--json", str(out)]
+    )
+    printed = capsys.readouterr().out
+    report: dict[str, Any] = json.loads(out.read_text())
+    for row in report["rows"]:
+        assert row["name"] in printed
+        assert row["errors"] == 0, row
+    return report
+
+
+@pytest.fixture
+def with_broker(broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELBANK_KAFKA_BOOTSTRAP", broker.bootstrap)
+
+
+@pytest.mark.usefixtures("with_broker")
+@pytest.mark.parametrize("kind", sorted(SMALL))
+def test_each_mode_runs_and_reports(
+    kind: str, tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = bench(kind, SMALL[kind], tmp_path, database_url, capsys)
+    rows = report["rows"]
+    assert rows
+    if kind == "read":
+        reads = [r for r in rows if r["name"].startswith("read: GET")]
+        assert len(reads) == 3
+        assert all(r["p99"] is not None for r in reads)
+        assert rows[-1]["events"] == 600  # 200/s for 3 s
+    else:
+        expected = {"kafka": 2000, "http": 1500, "baseline": 150, "limit": 2000}[kind]
+        assert rows[0]["events"] == expected
+        assert all(r["rate"] > 0 for r in rows)
+    if kind == "kafka":
+        assert rows[0]["peak_lag"] > 0
+        assert rows[0]["rss_mb"] > 0
+
+
+@pytest.mark.usefixtures("with_broker")
+def test_all_gives_every_mode_and_the_ratios(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--events", "2000", "--customers", "300", "--partitions", "2", "--max-records", "500"]
+    args += ["--baseline-events", "100", "--http-events", "1000", "--singles", "200"]
+    args += ["--accounts", "2000", "--read-rate", "50", "--seconds", "3"]
+    report = bench("all", args, tmp_path, database_url, capsys)
+    names = [r["name"] for r in report["rows"]]
+    for prefix in ("limit", "baseline", "kafka", "http: batches", "http: single", "read: GET"):
+        assert any(n.startswith(prefix) for n in names), (prefix, names)
+    ratios = {r["name"]: r["value"] for r in report["ratios"]}
+    assert set(ratios) == {
+        "Kafka / limit",
+        "Kafka / baseline",
+        "HTTP batches / limit",
+        "HTTP singles / batches",
+    }
+    assert all(v is not None and v > 0 for v in ratios.values())
