@@ -150,7 +150,7 @@ def webhook_view(state: WebhookState) -> dict[str, Any]:
 
 @router.put(
     "/v1/webhooks/{name}",
-    responses={**documented(WebhookOut, 401, 403, 422), 201: {"model": WebhookOut}},
+    responses={**documented(WebhookOut, 400, 401, 403, 413, 422), 201: {"model": WebhookOut}},
 )
 async def put_webhook(name: Name, body: WebhookIn, rt: Rt) -> JSONBody:
     """Deliver alerts to `url`: `201` for a new webhook (with its generated `secret` when none

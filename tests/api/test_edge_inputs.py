@@ -256,3 +256,31 @@ async def test_the_document_declares_what_the_api_answers(client: httpx.AsyncCli
     ]
     customer = document["paths"]["/v1/customers/{customer_id}"]["get"]["parameters"][0]
     assert customer["schema"]["type"] == "string"
+
+
+@pytest.mark.parametrize("body", [b"\x80", b"\xff\xfe", b"{", b"\xef\xbb\xbf{}"])
+async def test_a_body_that_is_not_json_text_is_a_documented_problem(
+    client: httpx.AsyncClient, body: bytes
+) -> None:
+    document = await get_ok(client, "/openapi.json")
+    posted = 0
+    for template, item in document["paths"].items():
+        path = template.replace("{customer_id}", "c1").replace("{name}", "w1")
+        for method, operation in item.items():
+            if "requestBody" not in operation:
+                continue
+            posted += 1
+            for media in operation["requestBody"]["content"]:
+                response = await client.request(
+                    method, path, content=body, headers={"content-type": media}
+                )
+                assert str(response.status_code) in operation["responses"], (
+                    method,
+                    template,
+                    media,
+                    response.status_code,
+                    response.text,
+                )
+                assert_problem(response, status=response.status_code)
+                assert 400 <= response.status_code < 500
+    assert posted >= 4, "events, customers, webhooks and simulate take a body"
