@@ -23,6 +23,7 @@ from service.devfolder import DEFAULT, INFO, DevFolder
 from service.errors import CommandFailed
 
 if TYPE_CHECKING:
+    from service.devkeeper import Parts
     from service.domain.policy import Policy
     from service.settings import Settings
 
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace, serve: Serve, load_policy: Callable[[Settings]
         api = _url(settings.host, sock.getsockname()[1])
         overrides["port"] = sock.getsockname()[1]
         owned.record(api_url=api, ui_url=f"{api}/ui/", docs_url=f"{api}/docs")
-        settings = _start_embedded(args, folder, owned, stack, overrides)
+        settings, parts = _start_embedded(args, folder, owned, stack, overrides)
         _quiet_start_up()
         from service.storage.migrate import upgrade
 
@@ -145,6 +146,11 @@ def run(args: argparse.Namespace, serve: Serve, load_policy: Callable[[Settings]
 
             create_topics(settings)
         seeded = _demo(settings, policy) if args.demo else None
+        from service.devkeeper import Keeper
+
+        keeper = Keeper(parts, owned, settings)
+        keeper.start()
+        stack.callback(keeper.stop)  # unwound first: nothing is started again while stopping
 
         def started() -> None:
             owned.record(state="running")
@@ -162,22 +168,24 @@ def _start_embedded(
     owned: DevFolder,
     stack: contextlib.ExitStack,
     overrides: dict[str, Any],
-) -> Settings:
+) -> tuple[Settings, Parts]:
     from service import embedded
+    from service.devkeeper import Parts
     from service.settings import load_settings
 
     pg = embedded.start_postgres(folder / "pgdata")
     stack.callback(pg.stop)
+    parts = Parts(pg)
     owned.record(database_url=pg.url)
     overrides["database_url"] = pg.url
     if not args.no_kafka:
-        broker = embedded.start_broker(
+        stack.callback(parts.stop_broker)  # the one running then: the keeper may replace it
+        parts.broker = embedded.start_broker(
             folder / "broker.log", port=args.kafka_port, state_file=folder / "broker.json"
         )
-        stack.callback(broker.stop)
-        owned.record(kafka_bootstrap=broker.bootstrap, broker_pid=broker.pid)
-        overrides["kafka_bootstrap"] = broker.bootstrap
-    return load_settings(**overrides)
+        owned.record(kafka_bootstrap=parts.broker.bootstrap, broker_pid=parts.broker.pid)
+        overrides["kafka_bootstrap"] = parts.broker.bootstrap
+    return load_settings(**overrides), parts
 
 
 def _demo(settings: Settings, policy: Policy) -> str:

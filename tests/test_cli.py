@@ -327,3 +327,46 @@ def test_a_failure_after_the_embedded_parts_started_stops_them_and_reset_starts_
     missing = httpx.get(f"{info['api_url']}/v1/customers/harbor-foods", timeout=30)
     assert missing.status_code == 404
     assert fresh.stop() == 0
+
+
+@pytest.mark.slow
+def test_dev_starts_its_postgres_or_broker_again_when_one_is_killed(here: Path) -> None:
+    dev = Dev(here, "--port", "0")
+    info = dev.wait_running()
+    api = info["api_url"]
+    _write_event(here / "one.jsonl")
+    assert relbank(here, "send", "one.jsonl").returncode == 0
+    postgres = _postmaster(dev.folder)
+
+    def ready() -> bool:
+        return httpx.get(f"{api}/readyz", timeout=30).status_code == 200
+
+    os.kill(postgres, signal.SIGKILL)
+    _wait(lambda: "PostgreSQL stopped" in dev.output, "the keeper to notice")
+    down = httpx.get(f"{api}/readyz", timeout=30)
+    if down.status_code == 503:  # unless the keeper was quicker than this probe
+        # Only the database is named: the relay does not blame Kafka for it.
+        assert set(down.json()["components"]) <= {"database", "consumer"}, down.text
+    _wait(ready, "readiness after PostgreSQL came back")
+    assert _postmaster(dev.folder) != postgres
+    assert httpx.get(f"{api}/v1/customers/harbor-foods", timeout=30).status_code == 200
+
+    broker = dev.info()["broker_pid"]
+    os.kill(broker, signal.SIGKILL)
+    _wait(lambda: dev.info().get("broker_pid") not in (None, broker), "a new broker")
+    assert _alive(dev.info()["broker_pid"])
+    # The new broker, empty, on the same port: an event sent to it is applied.
+    event = json.loads((here / "one.jsonl").read_text())
+    (here / "two.jsonl").write_text(json.dumps(event | {"id": "e2", "subject": "after"}) + "\n")
+    sent = relbank(here, "send", "--to", "kafka", "two.jsonl")
+    assert sent.returncode == 0, sent.stderr
+    _wait(
+        lambda: httpx.get(f"{api}/v1/customers/after", timeout=30).status_code == 200,
+        "the event sent to the new broker to be applied",
+    )
+    assert "broker is running again" in dev.output
+    assert "Traceback" not in dev.output, dev.output
+    new_broker = dev.info()["broker_pid"]
+    assert dev.stop() == 0
+    _nothing_runs_for(dev.folder, new_broker)
+    print(dev.output)

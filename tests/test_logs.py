@@ -64,6 +64,35 @@ def test_json_lines_have_the_fields_uvicorn_included(captured: io.StringIO) -> N
     assert "color_message" not in second
 
 
+def test_a_broker_that_is_down_is_not_a_flood_of_lines(captured: io.StringIO) -> None:
+    for node in range(200):
+        logging.getLogger("aiokafka").error("Unable connect to node %s: %s", node, "refused")
+    logging.getLogger("aiokafka.consumer").error("Heartbeat failed")
+    for _ in range(3):
+        logging.getLogger("relbank.consumer").error("relbank's own lines all pass")
+    lines = [(r["logger"], r["msg"]) for r in records(captured)]
+    assert (
+        lines
+        == [
+            ("aiokafka", "Unable connect to node 0: refused"),
+            ("aiokafka.consumer", "Heartbeat failed"),
+        ]
+        + [("relbank.consumer", "relbank's own lines all pass")] * 3
+    )
+
+
+def test_a_held_back_message_comes_through_again_with_its_count() -> None:
+    repeats = logs.Repeats(every=60)
+
+    def at(created: float) -> logging.LogRecord:
+        record = logging.LogRecord("aiokafka", logging.ERROR, "", 0, "down: %s", ("x",), None)
+        record.created = created
+        return record
+
+    passed = [r.getMessage() for r in map(at, [0, 1, 2, 59, 61, 62]) if repeats.filter(r)]
+    assert passed == ["down: x", "down: x (3 more like it held back)"]
+
+
 def test_text_is_one_format_for_relbank_and_uvicorn() -> None:
     stream = io.StringIO()
     root = logging.getLogger()

@@ -23,6 +23,7 @@ from service.logs import failure
 from service.retry import backoff
 from service.runtime import Runtime
 from service.sinks import Publish
+from service.storage.db import unavailable
 
 log = logging.getLogger("relbank.relay")
 READY_RELAY = "relay"
@@ -69,6 +70,17 @@ async def run_relay(rt: Runtime) -> None:
                 raise
             except Exception as exc:
                 failures += 1
+                if unavailable(exc):
+                    # /readyz names the database already: neither Kafka nor the relay is at fault.
+                    rt.not_ready.pop(READY_RELAY, None)
+                    delay = backoff(failures)
+                    log.warning(
+                        "relay: the database is unavailable (%s); retrying in %.1fs",
+                        summary(exc),
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    continue
                 reason = f"publishing alerts failed: {summary(exc)}"
                 rt.not_ready[READY_RELAY] = reason
                 delay = backoff(failures)
