@@ -191,6 +191,11 @@ class AlertsPageOut(BaseModel):
     )
 
 
+class FieldErrorOut(BaseModel):
+    location: str = Field(description="Where: `body.segment`, `query.limit`, `path.name`, ...")
+    message: str
+
+
 class ProblemOut(BaseModel):
     """RFC 9457 problem details; some problems carry more members."""
 
@@ -200,6 +205,18 @@ class ProblemOut(BaseModel):
     detail: str
     instance: str | None = None
     reason: str | None = Field(default=None, description="A reason code, where there is one.")
+    errors: list[FieldErrorOut] | None = Field(
+        default=None, description="A request that fails validation (422): each part that is wrong."
+    )
+    known_segments: list[str] | None = Field(
+        default=None, description="An unknown segment (422): the segments of the active policy."
+    )
+    components: dict[str, str] | None = Field(
+        default=None, description="`/readyz` (503): each dependency that is down, and why."
+    )
+    request_id: str | None = Field(
+        default=None, description="A 500 or 503: the id the server log has the failure under."
+    )
 
 
 PROBLEM_SCHEMA = {"$ref": "#/components/schemas/ProblemOut"}

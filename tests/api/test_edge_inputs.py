@@ -284,3 +284,23 @@ async def test_a_body_that_is_not_json_text_is_a_documented_problem(
                 assert_problem(response, status=response.status_code)
                 assert 400 <= response.status_code < 500
     assert posted >= 4, "events, customers, webhooks and simulate take a body"
+
+
+async def test_every_member_of_a_problem_is_declared(client: httpx.AsyncClient) -> None:
+    from service.api.views import ProblemOut
+
+    answers = [
+        await client.put("/v1/customers/c1", json={"segment": "no-such-segment"}),
+        await client.put("/v1/customers/c1", json={"segmnt": None}),
+        await client.get("/v1/alerts", params={"limit": "many"}),
+        await client.get("/v1/customers/never-seen"),
+        await client.post("/v1/events", content=b"[]", headers={"content-type": "text/plain"}),
+    ]
+    members: set[str] = set()
+    for response in answers:
+        assert response.headers["content-type"] == "application/problem+json", response.text
+        body = response.json()
+        assert set(body) <= set(ProblemOut.model_fields), (set(body), response.text)
+        ProblemOut.model_validate(body, strict=True)
+        members |= set(body)
+    assert {"errors", "known_segments"} <= members
