@@ -40,6 +40,8 @@ class Runtime:
     role: Role = "all"
     # Component name -> why it is not ready; empty means ready (the database is checked live).
     not_ready: dict[str, str] = field(default_factory=dict)
+    # What-if runs in progress: each holds a snapshot and a connection while it runs.
+    simulations: int = 0
     # Told of an error that must stop the process (found by a background task).
     on_fatal: Callable[[BaseException], None] = _log_fatal
 

@@ -21,6 +21,10 @@ from service.simulate import what_if_json
 router = APIRouter()
 
 _JSON = "application/json"
+# A simulation holds a database snapshot and a connection for its whole run (about 40 s per
+# million events): one at a time per instance, so an impatient client cannot pile them up.
+MAX_SIMULATIONS = 1
+RETRY_AFTER_SECONDS = 10
 _YAML = ("application/yaml", "text/yaml", "application/x-yaml")
 
 
@@ -62,7 +66,7 @@ def _document(raw: bytes, media_type: str) -> Any:
 @router.post(
     "/v1/policy/simulate",
     dependencies=[Depends(require("admin"))],
-    responses=documented(SimulationOut, 401, 403, 413, 415, 422),
+    responses=documented(SimulationOut, 401, 403, 413, 415, 422, 429),
     summary="What-if: replay the event store under a candidate policy, writing nothing",
     openapi_extra={
         "requestBody": {
@@ -78,7 +82,8 @@ async def post_simulate(request: Request, rt: Annotated[Runtime, Depends(runtime
     """The body is a policy document (JSON, or YAML as `application/yaml`). The whole event
     store is replayed under it in memory, in one read-only snapshot, and compared with the
     accounts as they stand; a simulated status starts from the current one and is evaluated
-    once, as `relbank replay --policy` would, so simulating then replaying agree."""
+    once, as `relbank replay --policy` would, so simulating then replaying agree. One runs at a
+    time per instance: another meanwhile is a `429` with `Retry-After`."""
     media_type = request.headers.get("content-type", _JSON).split(";")[0].strip().lower()
     if media_type not in (_JSON, *_YAML):
         raise Problem(415, f"content type {media_type!r} is not one of {[_JSON, *_YAML]}")
@@ -87,4 +92,14 @@ async def post_simulate(request: Request, rt: Annotated[Runtime, Depends(runtime
         policy = parse_policy(_document(raw, media_type))
     except PolicyError as exc:
         raise Problem(422, str(exc)) from None
-    return JSONBody(what_if_json(await rt.app.simulate(policy)))
+    if rt.simulations >= MAX_SIMULATIONS:
+        raise Problem(
+            429,
+            "a simulation is already running on this instance; try again when it is done",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    rt.simulations += 1
+    try:
+        return JSONBody(what_if_json(await rt.app.simulate(policy)))
+    finally:
+        rt.simulations -= 1

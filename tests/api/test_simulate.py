@@ -137,3 +137,31 @@ async def test_the_answer_is_documented(client: httpx.AsyncClient) -> None:
         "status_simulated",
     }
     assert {"401", "403", "415", "422"} <= set(operation["responses"])
+
+
+async def test_one_simulation_at_a_time_and_the_next_one_is_told_when(
+    client: httpx.AsyncClient, clean: AsyncEngine
+) -> None:
+    import asyncio
+
+    from sqlalchemy import text
+
+    await post_ok(client, make_event(id="s1", subject="c1"))
+    body = orjson.dumps(document())
+    async with clean.connect() as holder:
+        # The first simulation waits on this lock inside its snapshot, so it is running for sure.
+        await holder.execute(text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
+        first = asyncio.create_task(client.post(PATH, content=body))
+        waiting = (
+            "SELECT count(*) FROM pg_locks WHERE relation = 'events'::regclass AND NOT granted"
+        )
+        async with clean.connect() as probe:
+            while not (await probe.execute(text(waiting))).scalar_one():
+                assert not first.done(), first.result().text
+                await asyncio.sleep(0.05)
+        second = await client.post(PATH, content=body)
+        assert_problem(second, status=429)
+        assert int(second.headers["retry-after"]) > 0
+        await holder.rollback()  # releases the lock
+    assert (await first).status_code == 200
+    assert (await client.post(PATH, content=body)).status_code == 200
