@@ -16,9 +16,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import metrics, pipeline
-from service.domain.balance import balance_from_entries
+from service.customer_reads import CustomerReads
 from service.domain.envelope import Event, Reason
-from service.domain.history import history as balance_history
 from service.domain.ledger import Account, Alert
 from service.domain.policy import Policy
 from service.domain.simulate import WhatIf
@@ -31,15 +30,16 @@ from service.storage import (
     accounts,
     alerts,
     events,
-    ledger,
     locks,
     offsets,
     policies,
+    reads,
     sinks,
     webhooks,
 )
 from service.storage.db import Database, refused_data
 from service.storage.offsets import Move, Stored
+from service.storage.policies import ProjectionState
 
 log = logging.getLogger("relbank")
 
@@ -48,7 +48,7 @@ log = logging.getLogger("relbank")
 BeforeCommit = Callable[[list[tuple[int, pipeline.Result]]], Awaitable[None]]
 
 
-class Relbank:
+class Relbank(CustomerReads):
     """The use cases over one database, under the active policy.
 
     The database names the active policy and ledger generation (`policies.state`); `policy` is
@@ -96,7 +96,10 @@ class Relbank:
 
     async def _active(self, conn: AsyncConnection) -> tuple[Policy, int]:
         """The active policy and ledger generation; adopts the policy when it changed."""
-        state = await policies.state(conn)
+        return await self._adopt(conn, await policies.state(conn))
+
+    async def _adopt(self, conn: AsyncConnection, state: ProjectionState) -> tuple[Policy, int]:
+        """The policy and generation of `state` (as the caller read it), adopted if it is new."""
         if state.policy_version is None or state.activated_at is None:
             return self.policy, state.generation
         if self._adopted_at is not None and state.activated_at < self._adopted_at:
@@ -281,66 +284,17 @@ class Relbank:
 
     async def account(self, customer_id: str) -> Account | None:
         async with self.db.reading() as conn:
-            await self._active(conn)
-            return await accounts.one(conn, customer_id)
-
-    async def balance_at(self, customer_id: str, at: datetime) -> float | None:
-        """B(at) from the ledger; None for a customer never seen."""
-        async with self.db.reading() as conn:
-            policy, generation = await self._active(conn)
-            if await accounts.one(conn, customer_id) is None:
-                return None
-            entries = await ledger.entries_until(conn, customer_id, at, generation=generation)
-        return balance_from_entries(entries, at, policy.half_life_days)
-
-    async def history(
-        self, customer_id: str, *, start: datetime | None, end: datetime, points: int
-    ) -> list[tuple[datetime, float]] | None:
-        """B(t) at `points` evenly spaced instants from `start` (default: the account's opening)
-        to `end`: one query, one pass. None for a customer never seen."""
-        async with self.db.reading() as conn:
-            policy, generation = await self._active(conn)
-            found = await ledger.opened_and_entries_until(
-                conn, customer_id, end, generation=generation
-            )
-        if found is None:
-            return None
-        opened_at, entries = found
-        return balance_history(
-            entries,
-            opened_at=opened_at,
-            start=start,
-            end=end,
-            points=points,
-            half_life_days=policy.half_life_days,
-        )
-
-    async def ledger_page(
-        self, customer_id: str, *, limit: int, after: ledger.LedgerKey | None
-    ) -> tuple[list[ledger.LedgerItem], ledger.LedgerKey | None] | None:
-        async with self.db.reading() as conn:
-            _, generation = await self._active(conn)
-            if await accounts.one(conn, customer_id) is None:
-                return None
-            return await ledger.page(
-                conn, customer_id, limit=limit, after=after, generation=generation
-            )
-
-    async def drivers(
-        self, customer_id: str, since: datetime | None
-    ) -> list[ledger.DriverRow] | None:
-        async with self.db.reading() as conn:
-            _, generation = await self._active(conn)
-            if await accounts.one(conn, customer_id) is None:
-                return None
-            return await ledger.drivers(conn, customer_id, since, generation=generation)
+            state, found = await reads.account(conn, customer_id)
+            await self._adopt(conn, state)
+            return found
 
     async def at_risk_page(
         self, *, segment: str | None, limit: int, after: accounts.RankKey | None
     ) -> tuple[list[Account], accounts.RankKey | None]:
         async with self.db.reading() as conn:
-            await self._active(conn)
-            return await accounts.at_risk_page(conn, segment=segment, limit=limit, after=after)
+            state, page = await reads.at_risk_page(conn, segment=segment, limit=limit, after=after)
+            await self._adopt(conn, state)
+            return page
 
     async def alerts_after(self, *, after: int, limit: int) -> list[tuple[int, Alert]]:
         async with self.db.reading() as conn:

@@ -32,7 +32,7 @@ Time = Annotated[
 ]
 
 
-def customer_id(
+async def customer_id(
     customer_id: Annotated[
         str,
         # The pattern is documented, not enforced here: `check_customer_id` says what is wrong

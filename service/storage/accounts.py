@@ -20,7 +20,8 @@ COLUMNS = (
 RankKey = tuple[int, float, str]
 
 
-def _row(r: Sequence[Any]) -> Account:
+def from_row(r: Sequence[Any]) -> Account:
+    """An account from a row of COLUMNS."""
     # Unpacked by position (the order of COLUMNS): a batch loads hundreds of accounts, and
     # attribute access on a row costs more than the rest of this function.
     (
@@ -59,7 +60,7 @@ async def load(conn: AsyncConnection, customer_ids: Iterable[str]) -> dict[str, 
         text(f"SELECT {COLUMNS} FROM accounts WHERE customer_id = ANY(CAST(:ids AS text[]))"),
         {"ids": ids},
     )
-    return {r.customer_id: _row(r) for r in rows}
+    return {r.customer_id: from_row(r) for r in rows}
 
 
 async def save(conn: AsyncConnection, accounts: Sequence[Account]) -> None:
@@ -104,7 +105,7 @@ async def save(conn: AsyncConnection, accounts: Sequence[Account]) -> None:
 
 async def load_all(conn: AsyncConnection) -> dict[str, Account]:
     rows = await conn.execute(text(f"SELECT {COLUMNS} FROM accounts"))
-    return {r.customer_id: _row(r) for r in rows}
+    return {r.customer_id: from_row(r) for r in rows}
 
 
 async def due(conn: AsyncConnection, now: datetime, limit: int) -> list[str]:
@@ -124,36 +125,46 @@ async def one(conn: AsyncConnection, customer_id: str) -> Account | None:
             text(f"SELECT {COLUMNS} FROM accounts WHERE customer_id = :c"), {"c": customer_id}
         )
     ).first()
-    return _row(row) if row else None
+    return from_row(row) if row else None
 
 
 async def at_risk_page(
     conn: AsyncConnection, *, segment: str | None, limit: int, after: RankKey | None
 ) -> tuple[list[Account], RankKey | None]:
     """At-risk accounts, lowest balance first, by the time-invariant rank key."""
-    where = "status = 'at_risk'"
-    params: dict[str, Any] = {"limit": limit + 1}
-    if segment is not None:
-        where += " AND segment = :segment"
-        params["segment"] = segment
-    if after is not None:
-        where += " AND (rank_sign, rank_value, customer_id) > (:s, :v, :c)"
-        params |= {"s": after[0], "v": after[1], "c": after[2]}
+    where, params = at_risk_filter(segment, after)
     rows = (
         await conn.execute(
             text(
                 f"SELECT {COLUMNS} FROM accounts WHERE {where} "
                 "ORDER BY rank_sign, rank_value, customer_id LIMIT :limit"
             ),
-            params,
+            params | {"limit": limit + 1},
         )
     ).all()
-    found = [_row(r) for r in rows[:limit]]
+    return paged([from_row(r) for r in rows], limit)
+
+
+def at_risk_filter(segment: str | None, after: RankKey | None) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (and its parameters) of an at-risk page."""
+    where = "status = 'at_risk'"
+    params: dict[str, Any] = {}
+    if segment is not None:
+        where += " AND segment = :segment"
+        params["segment"] = segment
+    if after is not None:
+        where += " AND (rank_sign, rank_value, customer_id) > (:s, :v, :c)"
+        params |= {"s": after[0], "v": after[1], "c": after[2]}
+    return where, params
+
+
+def paged(found: list[Account], limit: int) -> tuple[list[Account], RankKey | None]:
+    """A page of `limit` from `limit + 1` ranked accounts, and the cursor when there is more."""
     cursor = None
-    if len(rows) > limit and found:
-        last = found[-1]
+    if len(found) > limit and limit:
+        last = found[limit - 1]
         cursor = (last.rank[0], last.rank[1], last.customer_id)
-    return found, cursor
+    return found[:limit], cursor
 
 
 async def counts(conn: AsyncConnection) -> dict[str, int]:
