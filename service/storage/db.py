@@ -132,6 +132,12 @@ class Database:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # Reads in flight at once: no more than the pool keeps. Past that a read waits for a
+        # pooled connection rather than open one of the pool's overflow, which is closed again
+        # on its return: under a burst of reads that churn (a new PostgreSQL backend, its
+        # prepared statements made again, per read) costs more than the reads themselves.
+        pool = engine.pool
+        self._read_slots = asyncio.Semaphore(pool.size() if isinstance(pool, QueuePool) else 5)
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 10) -> Database:
@@ -172,12 +178,13 @@ class Database:
         snapshot of its own in a transaction too, and this saves the BEGIN and ROLLBACK round
         trips (half the time of a read by primary key). Making the connection is retried like a
         transaction's."""
-        conn = await self._connect()
-        try:
-            async with _dropped_when_lost(conn):
-                yield await conn.execution_options(isolation_level="AUTOCOMMIT")
-        finally:
-            await conn.close()
+        async with self._read_slots:
+            conn = await self._connect()
+            try:
+                async with _dropped_when_lost(conn):
+                    yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+            finally:
+                await conn.close()
 
     async def _connect(self, attempts: int = ATTEMPTS) -> AsyncConnection:
         for attempt in range(1, attempts + 1):
