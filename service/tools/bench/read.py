@@ -2,17 +2,15 @@
 
 Reads go to `relbank serve --role api`; the ingest goes through Kafka to a `--role consumer`
 process when there is a broker (as a deployment splits them), else to the same API server in
-batches of 100. Reads are open-loop: each is timed from when it was due, so a stall shows up in
-the latency of every read it held back rather than slowing the readers down.
+batches of 100. The readers run in a process of their own (`readers`), open-loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
+import multiprocessing
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import httpx
@@ -22,11 +20,11 @@ from service.domain.policy import Policy
 from service.kafka.client import ensure_topics, make_producer, send_all
 from service.storage import bench as store
 from service.storage.db import Database
-from service.tools.bench import workload
+from service.tools.bench import readers, workload
 from service.tools.bench.env import Server, Target, Usage, metric_sum, sampling, scrape
 from service.tools.bench.http import Connection
 from service.tools.bench.kafka import kafka_settings, topics
-from service.tools.bench.report import Row, percentile, progress
+from service.tools.bench.report import Row, progress
 
 
 async def seed(tgt: Target, accounts: int) -> str:
@@ -42,72 +40,6 @@ async def seed(tgt: Target, accounts: int) -> str:
     finally:
         await db.dispose()
     return prefix
-
-
-class Pool:
-    """Keep-alive connections, one per request in flight, at most `size` (as a client's
-    connection pool would be): past that, reads wait their turn, and the wait counts."""
-
-    def __init__(self, url: str, size: int = 64) -> None:
-        self.url = url
-        self.idle: list[Connection] = []
-        self.slots = asyncio.Semaphore(size)
-
-    async def get(self, path: str) -> int:
-        async with self.slots:
-            # An idle connection the server has closed (keep-alive timeout) is retried on a new
-            # one, as an HTTP client does; a new one that fails is an error.
-            for conn in ([self.idle.pop()] if self.idle else []) + [Connection(self.url)]:
-                try:
-                    status, _ = await conn.request("GET", path)
-                except (OSError, ConnectionError, asyncio.IncompleteReadError):
-                    await conn.close()
-                    continue
-                self.idle.append(conn)
-                return status
-            return 0
-
-    async def close(self) -> None:
-        for conn in self.idle:
-            await conn.close()
-
-
-async def _open_loop(
-    name: str, rate: float, seconds: float, request: Callable[[], Awaitable[int]]
-) -> Row:
-    latencies: list[float] = []
-    failed: Counter[int] = Counter()  # by status; 0: no answer
-    tasks: list[asyncio.Task[None]] = []
-
-    served: list[float] = []  # from when the request actually went out
-
-    async def one(due: float) -> None:
-        sent = time.perf_counter()
-        status = await request()
-        latencies.append(time.perf_counter() - due)
-        served.append(time.perf_counter() - sent)
-        if status != 200:
-            failed[status] += 1
-
-    started = time.perf_counter()
-    for i in range(int(rate * seconds)):
-        due = started + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(due)))
-    await asyncio.gather(*tasks)
-    return Row(
-        f"read: {name} at {rate:g}/s",
-        0,
-        0.0,
-        percentile(latencies, 0.5),
-        percentile(latencies, 0.99),
-        percentile(latencies, 0.999),
-        errors=sum(failed.values()),
-        note=", ".join(f"{n} x {status or 'no answer'}" for status, n in sorted(failed.items())),
-        extra={"served_p50": percentile(served, 0.5), "served_p99": percentile(served, 0.99)},
-    )
 
 
 async def _ingest_kafka(tgt: Target, events: list[dict[str, Any]], rate: float) -> None:
@@ -155,9 +87,6 @@ async def run_read(
     list_rate: float,
     seconds: float,
 ) -> list[Row]:
-    with progress(accounts, "read: seed accounts", unit="acct") as bar:
-        prefix = await seed(tgt, accounts)
-        bar.update(accounts)
     data = workload.corpus(
         policy, events=int(ingest_rate * seconds), customers=customers, source=tgt.source("ingest")
     )
@@ -168,48 +97,37 @@ async def run_read(
         await ensure_topics(kafka_settings(tgt, "read"), partitions=3)
         servers.append(Server(tgt, "consumer", **topics(tgt, "read")))
     usage = Usage([s.process for s in servers], await Usage.find_postgres(tgt.database_url))
-    pool = Pool(api.url)
-    rng = random.Random(5)
+    spawn = multiprocessing.get_context("spawn")
     try:
         async with httpx.AsyncClient(timeout=30) as client:
             for server in servers:
-                await server.ready(client)
+                await server.ready(client)  # the policy is recorded: accounts can be seeded
+            with progress(accounts, "read: seed accounts", unit="acct") as bar:
+                prefix = await seed(tgt, accounts)
+                bar.update(accounts)
             # Measured once the ingest path is warm (the consumer has joined its group and
             # applied an event) and each read has been served once.
             await _ingest(tgt, api.url, data[:1], ingest_rate)
             await _ingest_started(client, servers[-1])
-        for path in ("/v1/at-risk?limit=100", "/v1/alerts?limit=100", f"/v1/customers/{prefix}-1"):
-            await pool.get(path)
-        usage.start()
-        started = time.perf_counter()
-        ingesting = asyncio.create_task(_ingest(tgt, api.url, data[1:], ingest_rate))
-        async with sampling(usage):
-            with progress(int(seconds), "read: under ingest", unit="s") as bar:
-                ticker = asyncio.create_task(_tick(bar, seconds))
-                rows = await asyncio.gather(
-                    _open_loop(
-                        "GET /v1/customers/{id}",
-                        read_rate,
-                        seconds,
-                        lambda: pool.get(f"/v1/customers/{prefix}-{rng.randint(1, accounts)}"),
-                    ),
-                    _open_loop(
-                        "GET /v1/at-risk?limit=100",
-                        list_rate,
-                        seconds,
-                        lambda: pool.get("/v1/at-risk?limit=100"),
-                    ),
-                    _open_loop(
-                        "GET /v1/alerts?limit=100",
-                        list_rate,
-                        seconds,
-                        lambda: pool.get(
-                            f"/v1/alerts?limit=100&after={rng.randint(0, accounts // 20)}"
-                        ),
-                    ),
-                )
-                ticker.cancel()
-            await ingesting
+            for path in (
+                "/v1/at-risk?limit=100",
+                "/v1/alerts?limit=100",
+                f"/v1/customers/{prefix}-1",
+            ):
+                (await client.get(api.url + path)).raise_for_status()
+        load = readers.ReadLoad(api.url, prefix, accounts, read_rate, list_rate, seconds)
+        loop = asyncio.get_running_loop()
+        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            await loop.run_in_executor(pool, readers.warm_up)
+            usage.start()
+            started = time.perf_counter()
+            ingesting = asyncio.create_task(_ingest(tgt, api.url, data[1:], ingest_rate))
+            async with sampling(usage):
+                with progress(int(seconds), "read: under ingest", unit="s") as bar:
+                    ticker = asyncio.create_task(_tick(bar, seconds))
+                    rows = await loop.run_in_executor(pool, readers.read, load)
+                    ticker.cancel()
+                await ingesting
         total = Row(
             f"read: ingest at {ingest_rate:g}/s ({'kafka' if via_kafka else 'http'})",
             len(data),
@@ -218,7 +136,6 @@ async def run_read(
         usage.finish(total)
         return [*rows, total]
     finally:
-        await pool.close()
         for server in servers:
             server.stop()
 
