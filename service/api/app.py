@@ -20,7 +20,7 @@ from service.api import document, history, problems, simulate, ui
 from service.api.auth import ApiKeysError, Authenticator, load_api_keys, require
 from service.api.edge import BodyLimit, ErrorBoundary, HeaderLimit, RawCustomerPaths
 from service.api.health import Readiness
-from service.api.hotpath import HotReads
+from service.api.hotpath import HotPaths
 from service.api.middleware import RequestContext
 from service.api.problems import problem_response
 from service.api.routes import router
@@ -108,7 +108,7 @@ def create_app(
     _install_ops(app, role)
     # The first added is the innermost: metrics see the status the error boundary chose.
     if role in ("all", "api"):
-        app.add_middleware(HotReads)
+        app.add_middleware(HotPaths)
     app.add_middleware(RawCustomerPaths)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ErrorBoundary)

@@ -90,9 +90,9 @@ async def send_problem(
     await send({"type": "http.response.body", "body": body})
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> Response:
+def answer(request: Request, exc: Problem | StarletteHTTPException) -> Response:
+    """The problem details a route's `Problem` or HTTP exception is answered with."""
+    if isinstance(exc, Problem):
         return problem_response(
             exc.status,
             exc.detail,
@@ -101,15 +101,22 @@ def install(app: FastAPI) -> None:
             headers=exc.headers,
             **exc.extra,
         )
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed(request))
+    return problem_response(
+        exc.status_code, str(exc.detail), instance=request.url.path, headers=headers or None
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> Response:
+        return answer(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        headers = dict(exc.headers) if exc.headers else {}
-        if exc.status_code == 405:
-            headers["Allow"] = ", ".join(_allowed(request))
-        return problem_response(
-            exc.status_code, str(exc.detail), instance=request.url.path, headers=headers or None
-        )
+        return answer(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

@@ -96,6 +96,11 @@ _JSON_TYPES = {
     },
 )
 async def post_events(request: Request, rt: Rt) -> JSONBody:
+    return await ingest(request, rt)
+
+
+async def ingest(request: Request, rt: Runtime) -> JSONBody:
+    """POST /v1/events once its key is checked (also called by `hotpath.HotPaths`)."""
     media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if media_type.lower() not in _JSON_TYPES:
         raise Problem(415, f"content type {media_type!r} is not one of {sorted(_JSON_TYPES)}")
