@@ -107,7 +107,10 @@ class HotPaths:
     def _matched(self, scope: Scope, operation: str) -> None:
         """Record the route as routing would have (the metrics label it by its template)."""
         if operation not in self._routes:
-            for route in scope["app"].routes:
+            todo: list[Any] = list(scope["app"].routes)
+            while todo:  # an included router is one entry of the app's routes
+                route = todo.pop()
+                todo += getattr(getattr(route, "original_router", None), "routes", [])
                 if isinstance(route, APIRoute) and route.operation_id == operation:
                     self._routes[operation] = route
         scope["route"] = self._routes.get(operation)
