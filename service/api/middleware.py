@@ -138,6 +138,9 @@ def _target(scope: Scope) -> str:
 
 def _log_access(scope: Scope, status: int | None, seconds: float) -> None:
     status = status or 500
+    level = logging.DEBUG if scope["path"] in _ROUTINE and status < 400 else logging.INFO
+    if not access_log.isEnabledFor(level):
+        return  # the line would be dropped: do not build it
     client = scope.get("client")
     fields = {
         "method": scope["method"],
@@ -146,7 +149,6 @@ def _log_access(scope: Scope, status: int | None, seconds: float) -> None:
         "duration_ms": round(seconds * 1000, 1),
         "client": client[0] if client else None,
     }
-    level = logging.DEBUG if scope["path"] in _ROUTINE and status < 400 else logging.INFO
     access_log.log(
         level,
         "%s %s %s %.1fms client=%s",
