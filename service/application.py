@@ -283,10 +283,12 @@ class Relbank(CustomerReads):
         await self.db.ping()
 
     async def account(self, customer_id: str) -> Account | None:
-        async with self.db.reading() as conn:
-            state, found = await reads.account(conn, customer_id)
-            await self._adopt(conn, state)
-            return found
+        async with self.db.driver() as driver:
+            state, found = await reads.account(driver, customer_id)
+        if state.activated_at is not None and state.activated_at != self._adopted_at:
+            async with self.db.reading() as conn:  # the policy changed: adopt it
+                await self._adopt(conn, state)
+        return found
 
     async def at_risk_page(
         self, *, segment: str | None, limit: int, after: accounts.RankKey | None

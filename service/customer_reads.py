@@ -30,7 +30,7 @@ class CustomerReads:
     async def balance_at(self, customer_id: str, at: datetime) -> float | None:
         """B(at) from the ledger; None for a customer never seen."""
         async with self.db.reading() as conn:
-            state, account = await reads.account(conn, customer_id)
+            state, account = await reads.account_in(conn, customer_id)
             policy, generation = await self._adopt(conn, state)
             if account is None:
                 return None
@@ -63,7 +63,7 @@ class CustomerReads:
         self, customer_id: str, *, limit: int, after: ledger.LedgerKey | None
     ) -> tuple[list[ledger.LedgerItem], ledger.LedgerKey | None] | None:
         async with self.db.reading() as conn:
-            state, account = await reads.account(conn, customer_id)
+            state, account = await reads.account_in(conn, customer_id)
             _, generation = await self._adopt(conn, state)
             if account is None:
                 return None
@@ -75,7 +75,7 @@ class CustomerReads:
         self, customer_id: str, since: datetime | None
     ) -> list[ledger.DriverRow] | None:
         async with self.db.reading() as conn:
-            state, account = await reads.account(conn, customer_id)
+            state, account = await reads.account_in(conn, customer_id)
             _, generation = await self._adopt(conn, state)
             if account is None:
                 return None

@@ -186,6 +186,18 @@ class Database:
             finally:
                 await conn.close()
 
+    @asynccontextmanager
+    async def driver(self) -> AsyncIterator[Any]:
+        """The driver's own connection (asyncpg's), pooled, for statements run outside any
+        transaction: nothing to set on it or to reset, as `reading` must for SQLAlchemy."""
+        async with self._read_slots:
+            conn = await self._connect()
+            try:
+                async with _dropped_when_lost(conn):
+                    yield (await conn.get_raw_connection()).driver_connection
+            finally:
+                await conn.close()
+
     async def _connect(self, attempts: int = ATTEMPTS) -> AsyncConnection:
         for attempt in range(1, attempts + 1):
             try:

@@ -42,16 +42,20 @@ _ACCOUNT = (
 )
 
 
-async def account(
-    conn: AsyncConnection, customer_id: str
-) -> tuple[ProjectionState, Account | None]:
+async def account(driver: Any, customer_id: str) -> tuple[ProjectionState, Account | None]:
     """The projection state, and the customer's account (None: never seen).
 
-    The hottest read: run on the driver's connection directly (a prepared statement of its
-    cache), as SQLAlchemy's statement and result machinery cost more than the query itself."""
-    driver: Any = (await conn.get_raw_connection()).driver_connection
+    The hottest read: on the driver's connection (`Database.driver`) and its prepared statement,
+    as SQLAlchemy's statement and result machinery cost more than the query itself."""
     row = await driver.fetchrow(_ACCOUNT, customer_id)
     return _state(row), _account(row)
+
+
+async def account_in(
+    conn: AsyncConnection, customer_id: str
+) -> tuple[ProjectionState, Account | None]:
+    """`account`, on the driver's connection under a SQLAlchemy one (reads that go on with it)."""
+    return await account((await conn.get_raw_connection()).driver_connection, customer_id)
 
 
 async def at_risk_page(
