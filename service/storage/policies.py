@@ -27,16 +27,16 @@ class ProjectionState:
     activated_at: datetime | None
 
 
+# The projection state's row (none in a fresh database); `reads` joins it to the hot reads.
+STATE = (
+    "SELECT s.policy_version, s.half_life_days, s.generation, p.activated_at "
+    "FROM projection_state s JOIN policies p ON p.version = s.policy_version "
+    "WHERE s.id = 1"
+)
+
+
 async def state(conn: AsyncConnection) -> ProjectionState:
-    row = (
-        await conn.execute(
-            text(
-                "SELECT s.policy_version, s.half_life_days, s.generation, p.activated_at "
-                "FROM projection_state s JOIN policies p ON p.version = s.policy_version "
-                "WHERE s.id = 1"
-            )
-        )
-    ).first()
+    row = (await conn.execute(text(STATE))).first()
     if row is None:
         return ProjectionState(None, None, FIRST_GENERATION, None)
     return ProjectionState(row.policy_version, row.half_life_days, row.generation, row.activated_at)

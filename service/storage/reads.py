@@ -11,15 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.ledger import Account
 from service.storage import accounts
-from service.storage.policies import FIRST_GENERATION, ProjectionState
+from service.storage.policies import FIRST_GENERATION, STATE, ProjectionState
 
 # One row whether or not a policy has been recorded yet (a fresh database has no state row).
 _WITH_STATE = (
     "SELECT st.policy_version, st.half_life_days, st.generation, st.activated_at, {columns} "
-    "FROM (SELECT 1) AS one "
-    "LEFT JOIN (SELECT s.policy_version, s.half_life_days, s.generation, p.activated_at "
-    "           FROM projection_state s JOIN policies p ON p.version = s.policy_version "
-    "           WHERE s.id = 1) AS st ON true "
+    f"FROM (SELECT 1) AS one LEFT JOIN ({STATE}) AS st ON true "
 )
 _ACCOUNT_COLUMNS = ", ".join(f"a.{c.strip()}" for c in accounts.COLUMNS.split(","))
 _STATE_WIDTH = 4
