@@ -90,3 +90,24 @@ def test_all_gives_every_mode_and_the_ratios(
         "HTTP singles / batches",
     }
     assert all(v is not None and v > 0 for v in ratios.values())
+
+
+@pytest.mark.usefixtures("with_broker")
+def test_all_runs_only_the_modes_asked_for(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--events", "1000", "--customers", "200", "--partitions", "2", "--max-records", "500"]
+    report = bench("all", [*args, "--modes", "limit,kafka"], tmp_path, database_url, capsys)
+    names = [r["name"] for r in report["rows"]]
+    assert len(names) == 2
+    assert names[0].startswith("limit"), names
+    assert names[1].startswith("kafka"), names
+    [ratio] = report["ratios"]
+    assert ratio["name"] == "Kafka / limit"
+    assert ratio["value"] > 0
+
+
+def test_all_refuses_an_unknown_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["bench", "all", "--modes", "limit,nope"])
+    assert "nope" in capsys.readouterr().err

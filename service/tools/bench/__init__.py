@@ -66,6 +66,18 @@ def _common(p: argparse.ArgumentParser, events: int, customers: int) -> None:
     p.set_defaults(func=run)
 
 
+# The modes `bench all` runs, in this order.
+ALL_MODES = ("limit", "baseline", "kafka", "http", "read")
+
+
+def _modes(text: str) -> list[str]:
+    chosen = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = sorted(set(chosen) - set(ALL_MODES))
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"modes are {', '.join(ALL_MODES)}; not {unknown}")
+    return chosen
+
+
 def _http_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=500, help="events per request")
     p.add_argument("--concurrency", type=int, default=4, help="clients posting batches")
@@ -114,4 +126,13 @@ def add_parser(sub: Any) -> None:
     everything.add_argument("--http-events", type=int, default=20_000)
     everything.add_argument(
         "--max-records", type=int, default=1000, help="limit's batch (the consumer's)"
+    )
+    everything.add_argument(
+        "--modes",
+        type=_modes,
+        default=_modes(",".join(ALL_MODES)),
+        help=f"the modes to run, comma-separated (default: {','.join(ALL_MODES)})",
+    )
+    everything.add_argument(
+        "--ingest-rate", type=float, default=1000, help="read's ingest rate without kafka"
     )
