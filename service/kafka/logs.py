@@ -7,6 +7,11 @@ without topic ids (all zeros, or no Metadata v10) is named by its cluster id ins
 dev stack makes fresh for every broker it starts (`service.embedded`): a memory-only broker
 restarted empty is then a new log too. A broker that names neither gives `None`: the stored
 offsets are trusted, and only a log ending before them is noticed (see `partitions`).
+
+The request goes over the client's coordination connection, not the one its fetches use: a
+broker answers the requests of one connection in order, so behind a fetch that waits for data
+(up to `fetch_max_wait_ms`, and the embedded broker waits for most of it even with data there)
+the check, made after every fetch, would wait as long.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Iterable
 from io import BytesIO
 from typing import Any
 
+from aiokafka.client import ConnectionGroup
 from aiokafka.errors import IncompatibleBrokerVersion, KafkaConnectionError
 from aiokafka.protocol.abstract import AbstractType
 from aiokafka.protocol.api import Request, RequestStruct, Response
@@ -145,7 +151,7 @@ async def describe(
     if node is None:
         raise KafkaConnectionError("no broker known to ask which log the topics have")
     try:
-        response = await client.send(node, _LogsRequest(wanted))
+        response = await client.send(node, _LogsRequest(wanted), group=ConnectionGroup.COORDINATION)
     except (IncompatibleBrokerVersion, NotImplementedError):
         # No Metadata v4 or later: nothing to name a log by.
         return None, {}
