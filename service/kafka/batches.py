@@ -10,9 +10,13 @@ at-least-once (consumers of it should dedupe on `relbank-origin`), the ledger is
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from aiokafka import TopicPartition
 
 from service import metrics, pipeline
 from service.application import Relbank
@@ -24,31 +28,54 @@ from service.storage.offsets import Move
 log = logging.getLogger("relbank.consumer")
 
 
-def decode(
-    batch: Batch, *, max_future_skew: timedelta
+Decoded = Event | codec.Rejection
+# Decoding a fetch gives the event loop back this often, so a database answer for the batch in
+# flight is not kept waiting for a whole fetch's decoding.
+YIELD_EVERY = 100
+
+
+def decode_record(record: Any, *, received_at: datetime, max_future_skew: timedelta) -> Decoded:
+    try:
+        return codec.decode(record, received_at=received_at, max_future_skew=max_future_skew)
+    except Exception as exc:
+        # A bug must not stall the partition: the record goes aside, loudly.
+        log.exception("consumer: could not decode %s", dlq.origin(record))
+        return codec.Rejection(
+            Reason.BAD_DATA.value, f"relbank could not decode this record: {exc!r}"
+        )
+
+
+async def decode_fetched(
+    fetched: Mapping[TopicPartition, Sequence[Any]], *, max_future_skew: timedelta
+) -> dict[tuple[TopicPartition, int], Decoded]:
+    """Every fetched record decoded, by partition and offset (pure work: nothing is applied)."""
+    received_at = datetime.now(UTC)
+    decoded: dict[tuple[TopicPartition, int], Decoded] = {}
+    for tp, records in fetched.items():
+        for record in records:
+            decoded[tp, record.offset] = decode_record(
+                record, received_at=received_at, max_future_skew=max_future_skew
+            )
+            if len(decoded) % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+    return decoded
+
+
+def split(
+    batch: Batch, decoded: Mapping[tuple[TopicPartition, int], Decoded]
 ) -> tuple[list[Event], list[Any], list[dlq.DeadLetter]]:
     """Valid events (with their records) in partition then offset order, and dead letters."""
-    received_at = datetime.now(UTC)
     valid: list[Event] = []
     valid_records: list[Any] = []
     letters: list[dlq.DeadLetter] = []
-    for _, records in sorted(batch.records.items()):
+    for tp, records in sorted(batch.records.items()):
         for record in records:
-            try:
-                decoded = codec.decode(
-                    record, received_at=received_at, max_future_skew=max_future_skew
-                )
-            except Exception as exc:
-                # A bug must not stall the partition: the record goes aside, loudly.
-                log.exception("consumer: could not decode %s", dlq.origin(record))
-                decoded = codec.Rejection(
-                    Reason.BAD_DATA.value, f"relbank could not decode this record: {exc!r}"
-                )
-            if isinstance(decoded, Event):
-                valid.append(decoded)
+            found = decoded[tp, record.offset]
+            if isinstance(found, Event):
+                valid.append(found)
                 valid_records.append(record)
             else:
-                letters.append(dlq.DeadLetter(record, decoded.reason, decoded.detail))
+                letters.append(dlq.DeadLetter(record, found.reason, found.detail))
     return valid, valid_records, letters
 
 
@@ -57,14 +84,15 @@ async def apply(
     producer: Any,
     batch: Batch,
     moves: list[Move],
+    decoded: Mapping[tuple[TopicPartition, int], Decoded],
     *,
     group: str,
     dlq_topic: str,
-    max_future_skew: timedelta,
 ) -> None:
-    """Apply `batch` with its offset `moves` in one transaction; raises `StaleOffsets` (nothing
-    applied) when another consumer moved them meanwhile."""
-    valid, valid_records, letters = decode(batch, max_future_skew=max_future_skew)
+    """Apply `batch` (its records `decoded` by `decode_fetched`) with its offset `moves` in one
+    transaction; raises `StaleOffsets` (nothing applied) when another consumer moved them
+    meanwhile."""
+    valid, valid_records, letters = split(batch, decoded)
     await dlq.publish(producer, dlq_topic, letters)
 
     async def before_commit(refused: list[tuple[int, pipeline.Result]]) -> None:

@@ -5,7 +5,8 @@ partition in it, and the offset moves by compare-and-set: a batch whose stored o
 meanwhile (another instance owns the partition now, or this one was paused past its session and is
 a zombie) rolls back and nothing of it is applied. On assignment the consumer seeks to what
 PostgreSQL says. The parts: `partitions` (assignment, stored offsets, lost data), `batches`
-(decode, dead letters, apply), `checkpoint` (offsets to Kafka, for lag tooling only).
+(decode, dead letters, apply), `prefetch` (the next records fetched and decoded while a batch is
+applied), `checkpoint` (offsets to Kafka, for lag tooling only).
 
 A poison record never stops its partition: besides invalid envelopes, an event the database
 refuses to store is found by applying the batch again event by event in savepoints and
@@ -24,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -32,9 +33,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from service import metrics
 from service.errors import summary
 from service.kafka import batches, lenient
+from service.kafka.batches import Decoded
 from service.kafka.checkpoint import KafkaCheckpoint
 from service.kafka.client import kafka_kwargs, make_producer
 from service.kafka.partitions import PartitionTracker, names
+from service.kafka.prefetch import Prefetch, Records
 from service.logs import failure
 from service.retry import backoff
 from service.runtime import Runtime
@@ -73,6 +76,7 @@ class KafkaIngest:
         self.consumer: Any = None
         self.producer: Any = None
         self.tracker = PartitionTracker(rt.app, rt.settings.consumer_group)
+        self.prefetch = Prefetch(self._fetch, self._decode)
         self.checkpoint = KafkaCheckpoint()
         # Held while a batch is in flight: a rebalance waits for it, so a revoked partition's
         # batch is either committed before the revocation completes or never applied.
@@ -137,6 +141,7 @@ class KafkaIngest:
             while True:
                 await self._step()
         finally:
+            await self.prefetch.cancel()
             if watchdog:
                 watchdog.cancel()
                 await asyncio.gather(watchdog, return_exceptions=True)
@@ -195,9 +200,7 @@ class KafkaIngest:
                 await self._failed("reading stored offsets", exc)
                 healthy = False
         try:
-            fetched: Mapping[TopicPartition, Sequence[Any]] = await self.consumer.getmany(
-                timeout_ms=POLL_TIMEOUT_MS, max_records=self.settings.consumer_max_records
-            )
+            fetched = await self.prefetch.next(self.tracker.epoch)
         except UnicodeDecodeError:
             # aiokafka cannot parse a record whose header key is not UTF-8, and would fail on it
             # for ever: parse leniently from now on and fetch again from the stored offsets.
@@ -215,8 +218,12 @@ class KafkaIngest:
         applied = False
         try:
             async with self.lock:
-                batch = await self.tracker.take(fetched)
+                if not self.prefetch.current(fetched, self.tracker.epoch):
+                    return  # fetched before positions moved: fetch again from where they are
+                batch = await self.tracker.take(fetched.records)
                 if batch.records:
+                    # The next records are fetched and decoded while this batch is applied.
+                    self.prefetch.start(self.tracker.epoch)
                     moves = batch.moves(self.tracker.parts)
                     async with asyncio.timeout(BATCH_TIMEOUT_SECONDS):
                         await batches.apply(
@@ -224,9 +231,9 @@ class KafkaIngest:
                             self.producer,
                             batch,
                             moves,
+                            fetched.decoded,
                             group=self.settings.consumer_group,
                             dlq_topic=self.settings.dlq_topic,
-                            max_future_skew=self.settings.max_future_skew,
                         )
                     self.tracker.advance(moves)
                     self.checkpoint.committed_to_database(moves)
@@ -260,6 +267,15 @@ class KafkaIngest:
         if applied:
             async with self.lock:
                 await self.checkpoint.commit(self.consumer)
+
+    async def _fetch(self) -> Records:
+        fetched: Records = await self.consumer.getmany(
+            timeout_ms=POLL_TIMEOUT_MS, max_records=self.settings.consumer_max_records
+        )
+        return fetched
+
+    async def _decode(self, fetched: Records) -> Mapping[tuple[TopicPartition, int], Decoded]:
+        return await batches.decode_fetched(fetched, max_future_skew=self.settings.max_future_skew)
 
     async def _failed(self, doing: str, exc: BaseException) -> None:
         self.failures += 1

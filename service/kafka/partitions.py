@@ -77,8 +77,12 @@ class PartitionTracker:
         # Between a revocation and the next assignment this instance owns nothing, whatever
         # `consumer.assignment()` still says.
         self.rebalancing = False
+        # Moves on with every seek, pause and revocation: records fetched in an earlier epoch
+        # may not follow on from where the partitions stand now (`prefetch`).
+        self.epoch = 0
 
     def start(self, consumer: Any) -> None:
+        self.epoch += 1
         self.consumer = consumer
         self.parts.clear()
         self.unsynced.clear()
@@ -95,6 +99,7 @@ class PartitionTracker:
         return set() if self.rebalancing else set(self.consumer.assignment())
 
     def revoked(self, revoked: set[TopicPartition]) -> None:
+        self.epoch += 1
         self.rebalancing = True
         for tp in revoked:
             self.parts.pop(tp, None)
@@ -124,6 +129,7 @@ class PartitionTracker:
                 self._pause(tp)
 
     def _pause(self, tp: TopicPartition) -> None:
+        self.epoch += 1
         self.consumer.pause(tp)
         self.unsynced.add(tp)
 
@@ -163,6 +169,7 @@ class PartitionTracker:
                 position = begin[tp]
             # A broker that names no log now: keep the stored name, checked again per batch.
             known = current if current is not None or row is None else row.log_id
+            self.epoch += 1
             self.consumer.seek(tp, position)
             self.parts[tp] = Partition(offset, position, now_ms, known)
             self.unsynced.discard(tp)
@@ -274,6 +281,7 @@ class PartitionTracker:
         self._seek(tp, part, begin)
 
     def _seek(self, tp: TopicPartition, part: Partition, offset: int) -> None:
+        self.epoch += 1
         self.consumer.seek(tp, offset)
         part.position = offset
         part.seeked_at_ms = int(1000 * time.time())
