@@ -8,6 +8,7 @@ the sweeper and the relays.
 
 from __future__ import annotations
 
+import collections
 from importlib import metadata
 
 from prometheus_client import (
@@ -161,10 +162,11 @@ def exposition(*, worker: bool) -> bytes:
 
 
 def count_results(path: str, outcomes: list[str]) -> None:
-    for outcome in outcomes:
-        EVENTS.labels(path=path, outcome=outcome).inc()
+    # Counted first: looking a labelled child up costs more than the rest, per event.
+    for outcome, n in collections.Counter(outcomes).items():
+        EVENTS.labels(path=path, outcome=outcome).inc(n)
 
 
 def count_alerts(kinds: list[str]) -> None:
-    for kind in kinds:
-        ALERTS.labels(kind=kind).inc()
+    for kind, n in collections.Counter(kinds).items():
+        ALERTS.labels(kind=kind).inc(n)
