@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.balance import Projection
 from service.domain.ledger import Account
+from service.storage.db import json_rows
 
 COLUMNS = (
     "customer_id, segment, ref_balance, ref_time, status, status_since, opened_at, "
@@ -66,17 +67,16 @@ async def load(conn: AsyncConnection, customer_ids: Iterable[str]) -> dict[str, 
 async def save(conn: AsyncConnection, accounts: Sequence[Account]) -> None:
     if not accounts:
         return
+    # One JSON parameter rather than an array per column: see `events.insert_events`.
     await conn.execute(
         text(
             f"""
             INSERT INTO accounts ({COLUMNS}, updated_at)
-            SELECT *, now() FROM unnest(
-                CAST(:customer_id AS text[]), CAST(:segment AS text[]),
-                CAST(:ref_balance AS float8[]), CAST(:ref_time AS timestamptz[]),
-                CAST(:status AS text[]), CAST(:status_since AS timestamptz[]),
-                CAST(:opened_at AS timestamptz[]), CAST(:last_event_at AS timestamptz[]),
-                CAST(:entries AS int[]), CAST(:next_transition_at AS timestamptz[]),
-                CAST(:rank_sign AS smallint[]), CAST(:rank_value AS float8[]))
+            SELECT *, now() FROM json_to_recordset(CAST(:rows AS json)) AS t(
+                customer_id text, segment text, ref_balance float8, ref_time timestamptz,
+                status text, status_since timestamptz, opened_at timestamptz,
+                last_event_at timestamptz, entries int, next_transition_at timestamptz,
+                rank_sign smallint, rank_value float8)
             ON CONFLICT (customer_id) DO UPDATE SET
                 segment = EXCLUDED.segment, ref_balance = EXCLUDED.ref_balance,
                 ref_time = EXCLUDED.ref_time, status = EXCLUDED.status,
@@ -87,18 +87,23 @@ async def save(conn: AsyncConnection, accounts: Sequence[Account]) -> None:
             """
         ),
         {
-            "customer_id": [a.customer_id for a in accounts],
-            "segment": [a.segment for a in accounts],
-            "ref_balance": [a.projection.ref_balance for a in accounts],
-            "ref_time": [a.projection.ref_time for a in accounts],
-            "status": [a.status for a in accounts],
-            "status_since": [a.status_since for a in accounts],
-            "opened_at": [a.opened_at for a in accounts],
-            "last_event_at": [a.last_event_at for a in accounts],
-            "entries": [a.entries for a in accounts],
-            "next_transition_at": [a.next_transition_at for a in accounts],
-            "rank_sign": [a.rank[0] for a in accounts],
-            "rank_value": [a.rank[1] for a in accounts],
+            "rows": json_rows(
+                {
+                    "customer_id": a.customer_id,
+                    "segment": a.segment,
+                    "ref_balance": a.projection.ref_balance,
+                    "ref_time": a.projection.ref_time,
+                    "status": a.status,
+                    "status_since": a.status_since,
+                    "opened_at": a.opened_at,
+                    "last_event_at": a.last_event_at,
+                    "entries": a.entries,
+                    "next_transition_at": a.next_transition_at,
+                    "rank_sign": a.rank[0],
+                    "rank_value": a.rank[1],
+                }
+                for a in accounts
+            )
         },
     )
 

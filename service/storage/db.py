@@ -6,10 +6,11 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import orjson
 from asyncpg.exceptions import InterfaceError as AsyncpgInterfaceError
 from asyncpg.exceptions import InternalClientError
 from sqlalchemy import event, text
@@ -65,6 +66,13 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     event.listen(pool, "checkin", idle_from_now)
     event.listen(pool, "checkout", ping_when_idle)
     return engine
+
+
+def json_rows(rows: Iterable[dict[str, Any]]) -> str:
+    """Rows as one JSON array of objects, for `json_to_recordset` in a statement: for a batch,
+    far cheaper to encode than one array parameter per column. Times must be aware (orjson
+    writes them RFC 3339 with their offset)."""
+    return orjson.dumps(list(rows)).decode()
 
 
 def sqlstate(exc: BaseException) -> str | None:

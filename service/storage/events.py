@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.envelope import Event
 from service.domain.ledger import StoredEvent
+from service.storage.db import json_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,41 +30,47 @@ async def insert_events(
     """
     if not events:
         return {}, {}
+    # The rows go as one JSON parameter: asyncpg encodes arrays element by element, at several
+    # times the cost of orjson writing the same rows (measured; issue 8).
     rows = await conn.execute(
         text(
             """
             INSERT INTO events (source, event_id, customer_id, type, time, effective_at,
                                 received_at, magnitude, content_hash, envelope, path)
             SELECT source, event_id, customer_id, type, time, effective_at, received_at,
-                   magnitude, content_hash, CAST(envelope AS jsonb), :path
-            FROM unnest(CAST(:source AS text[]), CAST(:event_id AS text[]),
-                        CAST(:customer_id AS text[]), CAST(:type AS text[]),
-                        CAST(:time AS timestamptz[]), CAST(:effective_at AS timestamptz[]),
-                        CAST(:received_at AS timestamptz[]), CAST(:magnitude AS float8[]),
-                        CAST(:content_hash AS bytea[]), CAST(:envelope AS text[]))
-                 WITH ORDINALITY
-                 AS t(source, event_id, customer_id, type, time, effective_at, received_at,
-                      magnitude, content_hash, envelope, ord)
-            ORDER BY ord
+                   magnitude, decode(content_hash, 'hex'), envelope, :path
+            FROM ROWS FROM (json_to_recordset(CAST(:rows AS json))
+                            AS (source text, event_id text, customer_id text, type text,
+                                time timestamptz, effective_at timestamptz,
+                                received_at timestamptz, magnitude float8, content_hash text,
+                                envelope jsonb))
+                 WITH ORDINALITY AS t
+            ORDER BY t.ordinality
             ON CONFLICT (source, event_id) DO NOTHING
             RETURNING seq, source, event_id
             """
         ),
         {
             "path": path,
-            "source": [e.source for e in events],
-            "event_id": [e.id for e in events],
-            "customer_id": [e.customer_id for e in events],
-            "type": [e.type for e in events],
-            "time": [e.time for e in events],
-            "effective_at": [e.effective_at for e in events],
-            "received_at": [e.received_at for e in events],
-            "magnitude": [e.magnitude for e in events],
-            "content_hash": [e.content_hash for e in events],
-            "envelope": [e.encoded.decode() for e in events],
+            "rows": json_rows(
+                {
+                    "source": e.source,
+                    "event_id": e.id,
+                    "customer_id": e.customer_id,
+                    "type": e.type,
+                    "time": e.time,
+                    "effective_at": e.effective_at,
+                    "received_at": e.received_at,
+                    "magnitude": e.magnitude,
+                    "content_hash": e.content_hash.hex(),
+                    # Stored as it was validated (and hashed): embedded, not encoded again.
+                    "envelope": orjson.Fragment(e.encoded),
+                }
+                for e in events
+            ),
         },
     )
-    inserted = {(r.source, r.event_id): r.seq for r in rows}
+    inserted = {(source, event_id): seq for seq, source, event_id in rows}
     missing = [e for e in events if (e.source, e.id) not in inserted]
     existing: dict[tuple[str, str], ExistingEvent] = {}
     if missing:
