@@ -219,7 +219,9 @@ class KafkaIngest:
         try:
             async with self.lock:
                 if not self.prefetch.current(fetched, self.tracker.epoch):
-                    return  # fetched before positions moved: fetch again from where they are
+                    # Fetched before positions moved: fetch again from where they stand.
+                    self.tracker.rewind()
+                    return
                 batch = await self.tracker.take(fetched.records)
                 if batch.records:
                     # The next records are fetched and decoded while this batch is applied.

@@ -128,6 +128,14 @@ class PartitionTracker:
             if tp in assignment:
                 self._pause(tp)
 
+    def rewind(self) -> None:
+        """Seek every synced partition back to its position: records fetched past it were
+        dropped unapplied (`prefetch`), and the consumer would not hand them out again."""
+        assignment = set(self.consumer.assignment())
+        for tp, part in self.parts.items():
+            if tp in assignment:
+                self._seek(tp, part, part.position)
+
     def _pause(self, tp: TopicPartition) -> None:
         self.epoch += 1
         self.consumer.pause(tp)

@@ -12,7 +12,8 @@ partition paused to be synced) moves the tracker's `epoch` on, and records fetch
 epoch are thrown away unapplied: they may not follow on from where the partitions stand now,
 or come from a log that has since been found replaced. The epoch is compared under the
 consumer's lock, right before the records are taken, as the rebalance callbacks move it under
-that lock too. The next fetch reads the records again from where the partitions stand.
+that lock too. The partitions are then sought back to where they stand (the consumer would not
+hand out again what it has handed out once), and the next fetch reads from there.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class Prefetch:
     def current(self, fetched: Fetched, epoch: int) -> bool:
         """Whether `fetched` may be taken in `epoch` (asked under the consumer's lock, right
         before taking: a rebalance callback may move the epoch on until then). Records of an
-        earlier epoch are dropped; the caller fetches again from where the partitions stand."""
+        earlier epoch are dropped; the caller seeks back and fetches again."""
         if fetched.epoch == epoch:
             return True
         self.discarded += 1
