@@ -77,6 +77,7 @@ def _serve(
     from service import tracing
     from service.api.app import create_app
     from service.api.server import server_config
+    from service.runtime import tune_gc
 
     fatal: list[BaseException] = []
     server: uvicorn.Server | None = None
@@ -92,6 +93,7 @@ def _serve(
     )
     tracing.instrument(app)
     server = _server(on_started, server_config(app, settings))
+    tune_gc()
     server.run(sockets=sockets)
     if fatal:
         raise StartupError(str(fatal[0]))

@@ -5,6 +5,7 @@ this module; it depends on none of them."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -27,6 +28,22 @@ ROLES: tuple[Role, ...] = ("all", "api", "consumer", "worker")
 READY_POLICY = "policy"
 # How often an instance checks which policy is active (a replay elsewhere may have changed it).
 FOLLOW_POLICY_SECONDS = 2.0
+
+
+# The collector's youngest generation is collected once this many more container objects were
+# made than freed. Python's 700 sets off dozens of collections per batch of 1000 events (each
+# event is a dozen objects alive until its batch commits) and promotes the batch into the older
+# generations, whose full collections then cost the Kafka consumer 15-40 ms a batch (measured).
+GC_YOUNGEST_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Before serving: what startup made (modules, the app, the policy) is frozen out of the
+    collector's way for good, and batches no longer set collections off."""
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNGEST_THRESHOLD, middle, oldest)
 
 
 def _log_fatal(exc: BaseException) -> None:
