@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import asyncpg
 import orjson
 from asyncpg.exceptions import InterfaceError as AsyncpgInterfaceError
 from asyncpg.exceptions import InternalClientError
@@ -73,6 +74,21 @@ def json_rows(rows: Iterable[dict[str, Any]]) -> str:
     far cheaper to encode than one array parameter per column. Times must be aware (orjson
     writes them RFC 3339 with their offset)."""
     return orjson.dumps(list(rows)).decode()
+
+
+async def driver_connection(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under `conn`, its transaction begun (the driver begins it with the
+    first statement): for COPY, and for reads of many rows without SQLAlchemy's row objects."""
+    raw: Any = (await conn.get_raw_connection()).driver_connection
+    if not raw.is_in_transaction():
+        await conn.execute(text("SELECT 1"))
+    return raw
+
+
+def as_dbapi_error(what: str, exc: asyncpg.PostgresError) -> DBAPIError:
+    """An asyncpg error as SQLAlchemy would raise it, so callers tell refused data (22xxx,
+    23xxx) and retryable failures by sqlstate alike."""
+    return DBAPIError(what, None, exc)
 
 
 def sqlstate(exc: BaseException) -> str | None:

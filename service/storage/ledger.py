@@ -13,10 +13,10 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.ledger import Booking
+from service.storage.db import as_dbapi_error, driver_connection
 
 # An entry as the ledger endpoint shows it (times still as datetimes).
 LedgerItem = dict[str, Any]
@@ -46,10 +46,7 @@ async def insert(conn: AsyncConnection, booking: Booking, *, generation: int) ->
     INSERT from `unnest`), in the caller's transaction."""
     if not booking.entries:
         return
-    raw: Any = (await conn.get_raw_connection()).driver_connection
-    if not raw.is_in_transaction():
-        # The driver begins the transaction with the first statement: COPY must not run before.
-        await conn.execute(text("SELECT 1"))
+    raw = await driver_connection(conn)
     records = [
         (
             generation,
@@ -70,8 +67,7 @@ async def insert(conn: AsyncConnection, booking: Booking, *, generation: int) ->
     try:
         await raw.copy_records_to_table("ledger_entries", columns=COLUMNS, records=records)
     except asyncpg.PostgresError as exc:
-        # As SQLAlchemy would raise it, so callers tell refused data (22xxx, 23xxx) by sqlstate.
-        raise DBAPIError("COPY ledger_entries", None, exc) from exc
+        raise as_dbapi_error("COPY ledger_entries", exc) from exc
 
 
 async def entries_until(
