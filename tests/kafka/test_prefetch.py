@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import pytest
 from aiokafka import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -32,8 +33,9 @@ from tests.kafka.helpers import (
 PARTITIONS = 3
 
 
-async def _settings(database_url: str, broker: EmbeddedBroker) -> Settings:
-    # Small batches, so a stream is several of them.
+@pytest.fixture
+async def small_batches(clean: AsyncEngine, database_url: str, broker: EmbeddedBroker) -> Settings:
+    """Settings over empty tables with batches of 20 records, so a stream is several of them."""
     s = kafka_settings_for(database_url, broker.bootstrap, consumer_max_records=20)
     await ensure_topics(s, partitions=PARTITIONS)
     return s
@@ -67,11 +69,13 @@ async def _offsets_held(
                 await holding.commit()
 
 
-def _fetched_ahead(ingest: KafkaIngest) -> Callable[[], Awaitable[bool]]:
+async def _wait_fetched_ahead(ingest: KafkaIngest) -> None:
     async def check() -> bool:
         return ingest.prefetch.waiting() > 0
 
-    return check
+    await wait_for(
+        check, within=PATIENCE, what="records to be fetched ahead of the batch in flight"
+    )
 
 
 async def _stored_events(checker: AsyncEngine) -> int:
@@ -80,24 +84,15 @@ async def _stored_events(checker: AsyncEngine) -> int:
 
 
 async def test_records_fetched_ahead_wait_for_their_turn(
-    clean: AsyncEngine,
-    engine: AsyncEngine,
-    checker: AsyncEngine,
-    database_url: str,
-    broker: EmbeddedBroker,
-    default_policy: Policy,
+    small_batches: Settings, engine: AsyncEngine, checker: AsyncEngine, default_policy: Policy
 ) -> None:
-    s = await _settings(database_url, broker)
+    s = small_batches
     events = make_corpus(120, customers=12, seed=41)
     await produce_stream(s, encode_mixed(events), per_second=1e9)
     async with running_consumer(s, engine, default_policy) as ingest:
         async with _offsets_held(checker, s):
             # The first batch waits in its transaction; the next records are fetched meanwhile.
-            await wait_for(
-                _fetched_ahead(ingest),
-                within=PATIENCE,
-                what="records to be fetched ahead of the batch in flight",
-            )
+            await _wait_fetched_ahead(ingest)
             # Neither batch is applied, nor has moved an offset.
             assert await _stored_events(checker) == 0
             assert await applied_offsets(checker, s.consumer_group) == 0
@@ -107,14 +102,9 @@ async def test_records_fetched_ahead_wait_for_their_turn(
 
 
 async def test_records_fetched_ahead_of_a_stale_batch_are_dropped(
-    clean: AsyncEngine,
-    engine: AsyncEngine,
-    checker: AsyncEngine,
-    database_url: str,
-    broker: EmbeddedBroker,
-    default_policy: Policy,
+    small_batches: Settings, engine: AsyncEngine, checker: AsyncEngine, default_policy: Policy
 ) -> None:
-    s = await _settings(database_url, broker)
+    s = small_batches
     first = make_corpus(90, customers=9, seed=42, prefix="first-")
     after = make_corpus(60, customers=9, seed=43, prefix="after-")
     placed = await produce_stream(s, encode_mixed(first), per_second=1e9)
@@ -123,11 +113,7 @@ async def test_records_fetched_ahead_of_a_stale_batch_are_dropped(
         ends[partition] = max(ends.get(partition, 0), offset + 1)
     async with running_consumer(s, engine, default_policy) as ingest:
         async with _offsets_held(checker, s) as (conn, _):
-            await wait_for(
-                _fetched_ahead(ingest),
-                within=PATIENCE,
-                what="records to be fetched ahead of the batch in flight",
-            )
+            await _wait_fetched_ahead(ingest)
             # Another owner of the partitions applied all of `first` meanwhile.
             for partition, end in ends.items():
                 await conn.execute(
@@ -146,14 +132,9 @@ async def test_records_fetched_ahead_of_a_stale_batch_are_dropped(
 
 
 async def test_a_rebalance_drops_the_records_fetched_ahead(
-    clean: AsyncEngine,
-    engine: AsyncEngine,
-    checker: AsyncEngine,
-    database_url: str,
-    broker: EmbeddedBroker,
-    default_policy: Policy,
+    small_batches: Settings, engine: AsyncEngine, checker: AsyncEngine, default_policy: Policy
 ) -> None:
-    s = await _settings(database_url, broker)
+    s = small_batches
     events = make_corpus(150, customers=15, seed=44)
     await produce_stream(s, encode_mixed(events), per_second=1e9)
     async with running_consumer(s, engine, default_policy) as first:
@@ -166,11 +147,7 @@ async def test_a_rebalance_drops_the_records_fetched_ahead(
 
         first.revoked = noting  # type: ignore[method-assign,assignment]
         async with _offsets_held(checker, s) as (_, release):
-            await wait_for(
-                _fetched_ahead(first),
-                within=PATIENCE,
-                what="records to be fetched ahead of the batch in flight",
-            )
+            await _wait_fetched_ahead(first)
             # A second instance joins: the first must give its partitions up, and waits for
             # the batch in flight (it holds the consumer's lock) to do so.
             async with running_consumer(s, engine, default_policy):
