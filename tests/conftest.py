@@ -10,47 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.api.app import create_app
-from service.application import Relbank
-from service.domain.policy import Policy, load_policy, parse_policy
+from service.domain.policy import Policy, load_policy
 from service.embedded import EmbeddedPostgres, start_postgres
-from service.runtime import Runtime
-from service.settings import Settings, load_settings
-from service.storage.db import Database, make_engine
+from service.storage.db import make_engine
 from service.storage.migrate import upgrade
-
-TABLES = (
-    "events, ledger_entries, accounts, alerts, alert_sinks, webhooks, consumer_offsets, "
-    "projection_state, policies"
-)
-
-
-def _machine_postgres() -> str | None:
-    if os.environ.get("RELBANK_TEST_EMBEDDED") == "1":
-        return None
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        if s.connect_ex(("127.0.0.1", 5432)) == 0:
-            return "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-    return None
+from tests.support.app import close_client, open_client
+from tests.support.db import admin_sql, empty_tables, machine_postgres, with_database
 
 
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
     """A URL of a database on a server we may create databases on."""
-    url = os.environ.get("RELBANK_TEST_DATABASE_URL") or _machine_postgres()
+    url = os.environ.get("RELBANK_TEST_DATABASE_URL") or machine_postgres()
     if url:
         yield url
         return
@@ -60,21 +40,6 @@ def server_url() -> Iterator[str]:
             yield pg.url
         finally:
             pg.stop()
-
-
-def with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    base = base.rsplit("/", 1)[0]
-    return f"{base}/{name}" + (f"?{query}" if query else "")
-
-
-async def admin_sql(url: str, statement: str) -> None:
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(statement))
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -100,8 +65,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 async def clean(engine: AsyncEngine) -> AsyncEngine:
     """The session's engine over empty tables."""
-    async with engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+    await empty_tables(engine)
     return engine
 
 
@@ -120,40 +84,6 @@ def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
 @pytest.fixture(scope="session")
 def default_policy() -> Policy:
     return load_policy()
-
-
-def make_policy(**changes: Any) -> Policy:
-    """The default policy with top-level keys replaced."""
-    document = load_policy().model_dump(mode="json")
-    document.update(changes)
-    return parse_policy(document)
-
-
-def make_settings(database_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"database_url": database_url, "auth": "disabled"}
-    values.update(overrides)
-    return load_settings(**values)
-
-
-def runtime_for(settings: Settings, engine: AsyncEngine, policy: Policy) -> Runtime:
-    """A process Runtime over the test session's engine."""
-    return Runtime(settings, Relbank(Database(engine), policy))
-
-
-async def open_client(
-    database_url: str, *, policy: Policy | None = None, **overrides: Any
-) -> tuple[httpx.AsyncClient, Any]:
-    """An httpx client on the ASGI app, lifespan started; close with `close_client`."""
-    app = create_app(make_settings(database_url, **overrides), policy or load_policy())
-    lifespan = app.router.lifespan_context(app)
-    await lifespan.__aenter__()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://relbank")
-    return client, lifespan
-
-
-async def close_client(client: httpx.AsyncClient, lifespan: Any) -> None:
-    await client.aclose()
-    await lifespan.__aexit__(None, None, None)
 
 
 @pytest.fixture

@@ -16,9 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.application import Relbank
 from service.domain.policy import Policy
-from tests.conftest import close_client, open_client
-from tests.factories import make_event
-from tests.test_pipeline import decoded, relbank
+from tests.support.app import close_client, decoded, open_client, relbank
+from tests.support.events import make_event
 
 
 def grouped(engine: AsyncEngine, policy: Policy, window: float = 0.05) -> Relbank:

@@ -3,10 +3,8 @@ an access log, and tracebacks only for the unexpected."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
-import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -21,8 +19,9 @@ from service import logs
 from service.api.app import create_app
 from service.domain.policy import load_policy
 from service.settings import SettingsError
-from tests.api.test_server import START_TIMEOUT, free_port, server_env, start_server, wait_ready
-from tests.conftest import admin_sql, make_settings, with_database
+from tests.support.app import make_settings
+from tests.support.db import admin_sql, with_database
+from tests.support.server import free_port, server_env, start_server, stderr_at_exit, wait_ready
 
 URL = "postgresql://postgres@127.0.0.1:1/unused"  # the in-process app never connects
 
@@ -239,19 +238,6 @@ async def test_probes_that_succeed_are_logged_at_debug(
     assert (await client.get("/healthz")).status_code == 200
     access = [r for r in records(captured) if r["logger"] == "relbank.access"]
     assert [(r["path"], r["level"]) for r in access] == [("/healthz", "DEBUG")]
-
-
-async def stderr_at_exit(process: asyncio.subprocess.Process, *, stop: bool) -> str:
-    """The server's log once it has exited (after a SIGTERM when `stop`); killed if it hangs."""
-    try:
-        if stop:
-            process.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(process.communicate(), timeout=START_TIMEOUT)
-        return err.decode()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def test_a_real_server_logs_json_only_uvicorn_included(database_url: str) -> None:

@@ -4,75 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import pipeline, wire
-from service.application import Relbank
-from service.domain.balance import balance_from_entries
-from service.domain.envelope import Event
-from service.domain.policy import Policy, weigh
+from service.domain.policy import Policy
 from service.storage import accounts
-from service.storage.alerts import after as alerts_after
-from service.storage.db import Database
-from tests.factories import make_event
+from tests.support.app import alert_items, apply, relbank
+from tests.support.corpus import make_corpus
+from tests.support.db import scalar
+from tests.support.events import make_event
+from tests.support.oracle import book_all
 
 
-def decoded(items: list[dict[str, Any]]) -> list[Event]:
-    now = datetime.now(UTC)
-    out = [pipeline.decode(i, received_at=now, max_future_skew=timedelta(minutes=5)) for i in items]
-    assert all(isinstance(e, Event) for e in out), out
-    return [e for e in out if isinstance(e, Event)]
-
-
-async def apply(
-    engine: AsyncEngine, policy: Policy, items: list[dict[str, Any]]
-) -> pipeline.Applied:
-    return await relbank(engine, policy).ingest(decoded(items), path="http")
-
-
-def relbank(engine: AsyncEngine, policy: Policy) -> Relbank:
-    """The application service over the test's engine."""
-    return Relbank(Database(engine), policy)
-
-
-async def alert_items(engine: AsyncEngine, *, after: int = 0, limit: int = 1000) -> list[Any]:
-    """The alert feed as the API shows it."""
-    async with engine.connect() as conn:
-        found = await alerts_after(conn, after=after, limit=limit)
-    return [wire.alert_item(i, a) for i, a in found]
-
-
-def expected_balance(policy: Policy, items: list[dict[str, Any]], at: datetime) -> float:
-    """README computed straight from the distinct events (no segments here)."""
-    entries = []
-    for item in {(i["source"], i["id"]): i for i in items}.values():
-        w = weigh(policy, type_=item["type"], data=item.get("data"), magnitude=1.0, segment=None)
-        t = datetime.fromisoformat(item["time"].replace("Z", "+00:00"))
-        entries.append((w.amount, min(t, at)))
-    return balance_from_entries(entries, at, policy.half_life_days)
-
-
-async def scalar(engine: AsyncEngine, sql: str, **params: Any) -> Any:
-    async with engine.connect() as conn:
-        return (await conn.execute(text(sql), params)).scalar()
+def expected_balance(items: list[dict[str, Any]], at: datetime) -> float:
+    """The oracle's balance of the distinct events (no segments here)."""
+    return book_all(items, received_at=at).balance(items[0]["subject"], at)
 
 
 def corpus(*, customers: int, n: int, seed: int) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    types = ["support.resolved_first_contact", "sla.breached", "promise.broken", "referral.made"]
-    return [
-        make_event(
-            id=f"ev-{i}",
-            subject=f"c{rng.randrange(customers)}",
-            type=rng.choice(types),
-            time=(datetime.now(UTC) - timedelta(days=rng.uniform(0, 200))).isoformat(),
-        )
-        for i in range(n)
-    ]
+    return make_corpus(n, seed=seed, customers=[f"c{i}" for i in range(customers)], prefix="ev-")
 
 
 async def test_duplicates_and_conflicts_change_nothing(
@@ -116,7 +68,7 @@ async def test_concurrent_writers_on_one_customer(
     assert account is not None
     assert account.entries == 200
     got = account.balance(now, default_policy)
-    want = expected_balance(default_policy, items, now)
+    want = expected_balance(items, now)
     assert abs(got - want) <= 1e-9 * max(1.0, abs(want))
 
 
@@ -139,7 +91,7 @@ async def test_concurrent_batches_over_many_customers(
             account = await accounts.one(conn, f"c{c}")
             assert account is not None
             mine = [i for i in items if i["subject"] == f"c{c}"]
-            want = expected_balance(default_policy, mine, now)
+            want = expected_balance(mine, now)
             assert abs(account.balance(now, default_policy) - want) <= 1e-9 * max(1.0, abs(want))
 
 

@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.api.app import create_app
 from service.domain.policy import Policy
 from service.runtime import Runtime
-from tests.conftest import make_policy, make_settings
-from tests.factories import make_event
-from tests.kafka.helpers import wait_for
+from tests.support.app import make_settings
+from tests.support.events import make_event
+from tests.support.policy import make_policy
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.policy import Policy
 from service.storage import accounts, policies
-from tests.conftest import make_policy
-from tests.factories import make_event
-from tests.test_pipeline import apply, corpus, relbank, scalar
+from tests.support.app import apply, relbank
+from tests.support.db import scalar
+from tests.support.events import make_event
+from tests.support.policy import make_policy
+from tests.test_pipeline import corpus
 
 # The ledger readers see: the active generation (1 before anything was activated).
 ACTIVE = "generation = coalesce((SELECT generation FROM projection_state WHERE id = 1), 1)"

@@ -26,7 +26,9 @@ from service.schemas import (
     schema_files,
     write_schemas,
 )
-from tests.domain.factories import check, make_envelope, make_policy_document
+from tests.domain.factories import check
+from tests.support.events import make_envelope
+from tests.support.policy import make_policy_document
 
 REQUIRED = ("specversion", "id", "source", "type", "subject", "time")
 

@@ -25,71 +25,19 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.domain.policy import DEFAULT_POLICY_PATH, load_policy
+from service.domain.policy import load_policy
 from service.errors import CommandFailed
 from service.storage.db import Database
 from service.tools.simulate import simulate as print_simulation
-from tests.conftest import TABLES, make_settings
-from tests.factories import make_event
-from tests.test_pipeline import apply, relbank
+from tests.support.app import apply, make_settings, relbank
+from tests.support.db import TABLES
+from tests.support.events import make_event
+from tests.support.oracle import SEGMENT_CHANGED, Contract, hysteresis, read_policy
 
 ROOT = Path(__file__).resolve().parents[1]
-ACTIVE: dict[str, Any] = yaml.safe_load(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"))
-SEGMENT_CHANGED = "relbank.customer.segment_changed"
+ACTIVE: dict[str, Any] = read_policy()
 
 # ---- the model (README) ----------------------------------------------------------------
-
-
-def weight_of(doc: dict[str, Any], type_: str, data: dict[str, Any] | None) -> float:
-    """§2: the moment's weight, or the weight of the band holding data[field]; else 0."""
-    moment = doc["moments"].get(type_)
-    if moment is None:
-        return 0.0
-    if moment.get("weight") is not None:
-        return float(moment["weight"])
-    value = (data or {}).get(moment["field"])
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return 0.0
-    for band in moment["bands"]:
-        if band["min"] <= value <= band["max"]:
-            return float(band["weight"])
-    return 0.0
-
-
-def segment_of(doc: dict[str, Any], segment: str | None) -> dict[str, Any]:
-    return dict((doc.get("segments") or {}).get(segment) or {}) if segment else {}
-
-
-def amount_of(doc: dict[str, Any], event: dict[str, Any], segment: str | None) -> float:
-    """§2: weight × magnitude × the segment's weight_multiplier."""
-    data = event.get("data")
-    magnitude = float((data or {}).get("magnitude", 1))
-    multiplier = float(segment_of(doc, segment).get("weight_multiplier", 1))
-    return weight_of(doc, event["type"], data) * magnitude * multiplier
-
-
-def levels(doc: dict[str, Any], segment: str | None) -> tuple[float, float]:
-    t = segment_of(doc, segment).get("thresholds") or doc["thresholds"]
-    return float(t["at_risk_below"]), float(t["recover_at_or_above"])
-
-
-def balance(doc: dict[str, Any], entries: list[tuple[float, datetime]], at: datetime) -> float:
-    """§3: Σ amount · 2^(−(at − t)/h) over the entries at or before `at`."""
-    h = doc.get("half_life_days")
-    return math.fsum(
-        a * (1.0 if h is None else 2.0 ** (-(at - t).total_seconds() / 86400.0 / float(h)))
-        for a, t in entries
-        if t <= at
-    )
-
-
-def hysteresis(status: str, b: float, below: float, recover: float) -> str:
-    """§4: ok → at_risk below the first level; at_risk → ok at or above the second."""
-    if status == "ok" and b < below:
-        return "at_risk"
-    if status == "at_risk" and b >= recover:
-        return "ok"
-    return status
 
 
 @dataclass
@@ -109,7 +57,7 @@ class Story:
             if event["type"] == SEGMENT_CHANGED:
                 segment = event["data"]["segment"]
                 continue
-            entries.append((amount_of(doc, event, segment), event["at"]))
+            entries.append((Contract(doc).amount(event, segment), event["at"]))
         return entries, segment
 
 
@@ -136,13 +84,13 @@ def model(
         entries_now, _ = story.under(ACTIVE)
         entries, segment = story.under(candidate)
         scale[customer] = max(
-            balance(doc, [(abs(a), t) for a, t in e], at)
+            Contract(doc).balance([(abs(a), t) for a, t in e], at)
             for doc, e in ((ACTIVE, entries_now), (candidate, entries))
         )
-        simulated = balance(candidate, entries, at)
-        status = hysteresis(status_now[customer], simulated, *levels(candidate, segment))
+        simulated = Contract(candidate).balance(entries, at)
+        status = hysteresis(status_now[customer], simulated, *Contract(candidate).levels(segment))
         outcomes[customer] = (
-            balance(ACTIVE, entries_now, at),
+            Contract(ACTIVE).balance(entries_now, at),
             simulated,
             status_now[customer],
             status,

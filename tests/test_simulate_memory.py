@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.application import Relbank
 from service.domain.policy import Policy
 from service.domain.simulate import WhatIf
-from tests.conftest import make_policy
-from tests.test_pipeline import decoded, relbank
+from tests.support.app import decoded, relbank
+from tests.support.policy import make_policy
 
 CUSTOMERS = 400
 BOUND = 50 * 2**20

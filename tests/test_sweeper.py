@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.ledger import Alert
 from service.domain.policy import Policy
 from service.storage import accounts
-from tests.conftest import make_policy
-from tests.factories import make_event
-from tests.test_pipeline import alert_items, apply, relbank
+from tests.support.app import alert_items, apply, relbank
+from tests.support.events import make_event
+from tests.support.policy import make_policy
 
 
 async def sweep(engine: AsyncEngine, policy: Policy, at: datetime) -> list[Alert]:

@@ -20,11 +20,10 @@ from fastapi import FastAPI
 from service import tracing
 from service.embedded import EmbeddedBroker
 from service.kafka.client import ensure_topics, produce_events
-from tests.api.test_server import free_port, server_env, start_server, wait_ready
-from tests.factories import make_event
 from tests.kafka import conftest as kafka_fixtures
 from tests.kafka.conftest import kafka_settings_for
-from tests.test_logs import stderr_at_exit
+from tests.support.events import make_event
+from tests.support.server import free_port, server_env, start_server, stderr_at_exit, wait_ready
 
 broker = kafka_fixtures.broker  # the session's embedded broker fixture, used here too
 

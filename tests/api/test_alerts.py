@@ -9,20 +9,18 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.helpers import (
+from tests.support.events import make_event
+from tests.support.http import (
     DESIGN_CUSTOMER_KEYS,
     all_alerts,
     assert_problem,
-    close,
     event_at,
     forged_cursor,
     get_ok,
     now,
-    oracle,
-    parse,
     post_ok,
 )
-from tests.factories import make_event
+from tests.support.oracle import balance_at, close, parse_time
 
 
 async def test_debits_below_the_threshold_alert_and_credits_recover_with_hysteresis(
@@ -56,11 +54,11 @@ async def test_debits_below_the_threshold_alert_and_credits_recover_with_hystere
     assert alert["kind"] == "at_risk"
     assert alert["threshold"] == -15
     assert alert["cause"] == {"source": "zendesk", "id": "a2"}
-    assert close(alert["balance"], oracle(posted, after))
-    assert before <= parse(alert["at"]) <= after
+    assert close(alert["balance"], balance_at(posted, after))
+    assert before <= parse_time(alert["at"]) <= after
     customer = await get_ok(client, "/v1/customers/c1")
     assert customer["status"] == "at_risk"
-    assert before <= parse(customer["status_since"]) <= after
+    assert before <= parse_time(customer["status_since"]) <= after
 
     # Between the two levels (-15 <= B < -5) the status stays: no alert either way.
     await post("a3", "support.resolved_first_contact", 6.0)  # ≈ -14
@@ -77,7 +75,7 @@ async def test_debits_below_the_threshold_alert_and_credits_recover_with_hystere
     assert recovered["threshold"] == -5
     assert recovered["cause"] == {"source": "zendesk", "id": "a5"}
     assert recovered["alert_id"] > alerts[0]["alert_id"]
-    assert close(recovered["balance"], oracle(posted, now()))
+    assert close(recovered["balance"], balance_at(posted, now()))
     assert (await get_ok(client, "/v1/customers/c1"))["status"] == "ok"
 
     # Down again from ok: between the levels an ok account stays ok too.
@@ -154,7 +152,7 @@ async def test_the_alert_feed_pages_oldest_first_and_skips_nothing(
     assert seen == everything
     assert [a["kind"] for a in seen] == ["at_risk", "recovered"] * 7
     assert [a["customer_id"] for a in seen[::2]] == [f"c{i}" for i in range(7)]
-    times = [parse(a["at"]) for a in seen]
+    times = [parse_time(a["at"]) for a in seen]
     assert times == sorted(times)
 
     # A poller that has seen everything gets nothing new, then exactly what comes next.
@@ -190,7 +188,7 @@ async def test_the_at_risk_list_is_lowest_balance_first_and_pages_through_everyo
                 data={"magnitude": magnitude},
             ),
         )
-        expected[customer] = oracle([(-20 * magnitude, at)], base)
+        expected[customer] = balance_at([(-20 * magnitude, at)], base)
     # Accounts that are not at risk stay off the list: ok all along, and recovered.
     await post_ok(client, make_event(id="ok1", subject="fine", type="promise.broken"))
     await post_ok(client, make_event(id="ok2", subject="happy"))

@@ -8,17 +8,9 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.api.helpers import (
-    assert_problem,
-    close,
-    event_at,
-    get_ok,
-    now,
-    oracle,
-    post_ok,
-    whole_ledger,
-)
-from tests.factories import make_event
+from tests.support.events import make_event
+from tests.support.http import assert_problem, event_at, get_ok, now, post_ok, whole_ledger
+from tests.support.oracle import balance_at, close
 
 
 async def test_mixed_batch_answers_each_input_in_order(client: httpx.AsyncClient) -> None:
@@ -88,12 +80,12 @@ async def test_mixed_batch_answers_each_input_in_order(client: httpx.AsyncClient
     when = now()
     c1 = [(6.0, t0), (6.0, t0), (-10.0, t0 + timedelta(hours=1))]
     c2 = [(0.0, t0), (12.0, t0)]
-    assert close(results[0]["balance"], oracle(c1, when))
-    assert close(results[7]["balance"], oracle(c2, when))
+    assert close(results[0]["balance"], balance_at(c1, when))
+    assert close(results[7]["balance"], balance_at(c2, when))
     for customer, entries in (("c1", c1), ("c2", c2)):
         body = await get_ok(client, f"/v1/customers/{customer}")
         assert body["entries"] == len(entries)
-        assert close(body["balance"], oracle(entries, now()))
+        assert close(body["balance"], balance_at(entries, now()))
     ledger_c1 = await whole_ledger(client, "c1")
     assert sorted(e["id"] for e in ledger_c1) == ["n1", "old-1", "old-2"]
     assert {e["type"] for e in ledger_c1 if e["id"] == "old-2"} == {
@@ -182,7 +174,7 @@ async def test_a_batch_of_1000_is_applied_in_one_go(client: httpx.AsyncClient) -
     customer = await get_ok(client, "/v1/customers/c3")
     entries = [(6.0, t0 + timedelta(seconds=i)) for i in range(1000) if i % 7 == 3]
     assert customer["entries"] == len(entries)
-    assert close(customer["balance"], oracle(entries, now()))
+    assert close(customer["balance"], balance_at(entries, now()))
 
 
 async def test_each_result_carries_the_balance_right_after_its_event(
@@ -201,4 +193,4 @@ async def test_each_result_carries_the_balance_right_after_its_event(
     when = now()
     after = [[6.0], [6.0, -10.0], [6.0, -10.0], [6.0, -10.0, 6.0]]
     for result, amounts in zip(body["results"], after, strict=True):
-        assert close(result["balance"], oracle([(a, t0) for a in amounts], when))
+        assert close(result["balance"], balance_at([(a, t0) for a in amounts], when))

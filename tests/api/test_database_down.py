@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from service.api.app import create_app
 from service.domain.policy import load_policy
 from service.embedded import EmbeddedPostgres
-from tests.api.helpers import PROBLEM_JSON
-from tests.api.live import Answer, RawConnection, relbank_serve, serving
-from tests.conftest import make_settings
-from tests.factories import make_event
+from tests.support.app import make_settings
+from tests.support.events import make_event
+from tests.support.http import PROBLEM_JSON
+from tests.support.live import Answer, RawConnection, relbank_serve, serving
 
 JSON = [("content-type", "application/json")]
 # What a driver error would bring into a readiness answer.

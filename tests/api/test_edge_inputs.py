@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.api.app import create_app
 from service.domain.policy import load_policy
-from tests.api.helpers import assert_problem, forged_cursor, get_ok, now, post_ok, rfc
-from tests.conftest import close_client, make_settings, open_client
-from tests.factories import make_event
+from tests.support.app import close_client, make_settings, open_client
+from tests.support.events import make_event
+from tests.support.http import assert_problem, forged_cursor, get_ok, now, post_ok, rfc
 
 CUSTOMER_PATHS = ("", "/balance", "/ledger", "/drivers")
 
@@ -204,7 +204,7 @@ async def test_every_body_is_limited_and_an_unread_one_closes_the_connection(
 async def test_metrics_need_the_metrics_scope_unless_metrics_auth_is_disabled(
     clean: AsyncEngine, database_url: str, tmp_path: object
 ) -> None:
-    from tests.api.test_limits_auth import bearer, write_keys_file
+    from tests.support.auth import bearer, write_keys_file
 
     keys = write_keys_file(directory=tmp_path)  # type: ignore[arg-type]
     settings = make_settings(database_url, auth="enabled", api_keys_file=keys)

@@ -8,8 +8,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.api.helpers import assert_problem, now, post_ok, rfc, whole_ledger
-from tests.factories import make_event
+from tests.support.events import make_event
+from tests.support.http import assert_problem, now, post_ok, rfc, whole_ledger
 
 
 async def post_raw(client: httpx.AsyncClient, body: bytes) -> httpx.Response:

@@ -15,18 +15,9 @@ import httpx
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.api.helpers import (
-    assert_problem,
-    days_ago,
-    event_at,
-    get_ok,
-    now,
-    oracle,
-    parse,
-    post_ok,
-    rfc,
-)
-from tests.factories import make_event
+from tests.support.events import make_event
+from tests.support.http import assert_problem, days_ago, event_at, get_ok, now, post_ok, rfc
+from tests.support.oracle import balance_at, parse_time
 
 # (type, weight in the default policy, days ago), posted in this order: arrival order is not
 # time order, and the first to arrive (opened_at) is not the earliest.
@@ -57,9 +48,9 @@ async def post_story(client: httpx.AsyncClient, customer: str, base: datetime) -
 
 def assert_formula(items: list[dict[str, Any]], entries: list[Any]) -> None:
     for item in items:
-        t = parse(item["at"])
-        want = oracle(entries, t)
-        scale = oracle([(abs(a), at) for a, at in entries], t)
+        t = parse_time(item["at"])
+        want = balance_at(entries, t)
+        scale = balance_at([(abs(a), at) for a, at in entries], t)
         assert math.isclose(item["balance"], want, rel_tol=1e-9, abs_tol=1e-9 * scale), item
 
 
@@ -104,7 +95,7 @@ async def test_explicit_range_is_exact_against_the_formula_in_one_query(
     assert body["customer_id"] == "c1"
     items = body["items"]
     assert len(items) == 1000
-    at = [parse(item["at"]) for item in items]
+    at = [parse_time(item["at"]) for item in items]
     assert (at[0], at[-1]) == (start, end)
     steps = {b - a for a, b in itertools.pairwise(at)}
     assert max(steps) - min(steps) <= timedelta(microseconds=1)
@@ -126,7 +117,7 @@ async def test_defaults_run_from_opened_at_to_now_in_100_points(
     items = body["items"]
     assert len(items) == 100
     assert items[0]["at"] == account["opened_at"]
-    assert before <= parse(items[-1]["at"]) <= after
+    assert before <= parse_time(items[-1]["at"]) <= after
     assert_formula(items, entries)
 
 

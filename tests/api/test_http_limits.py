@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.api.app import create_app
 from service.domain.policy import load_policy
-from tests.api.helpers import PROBLEM_JSON
-from tests.api.live import Answer, RawConnection, Served, relbank_serve, serving
-from tests.conftest import make_settings
-from tests.factories import make_event
+from tests.support.app import make_settings
+from tests.support.events import make_event
+from tests.support.http import PROBLEM_JSON
+from tests.support.live import Answer, RawConnection, Served, relbank_serve, serving
 
 HEADER_TIMEOUT = 2
 MIB = 1 << 20

@@ -10,19 +10,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.api.helpers import (
-    HALF_LIFE_DAYS,
-    assert_problem,
-    close,
-    get_ok,
-    now,
-    oracle,
-    parse,
-    post_ok,
-    rfc,
-    whole_ledger,
-)
-from tests.factories import ago, make_event
+from tests.support.events import ago, make_event
+from tests.support.http import assert_problem, get_ok, now, post_ok, rfc, whole_ledger
+from tests.support.oracle import HALF_LIFE_DAYS, balance_at, close, parse_time
 
 
 async def test_applied_event_books_its_weight_decayed_since_it_happened(
@@ -33,7 +23,7 @@ async def test_applied_event_books_its_weight_decayed_since_it_happened(
 
     assert result["outcome"] == "applied"
     assert (result["source"], result["id"], result["customer_id"]) == ("zendesk", "a1", "c1")
-    assert close(result["balance"], oracle([(6.0, happened)], now()))
+    assert close(result["balance"], balance_at([(6.0, happened)], now()))
     assert result["balance"] < 6.0  # a minute of decay is visible, not rounded away
 
     [entry] = await whole_ledger(client, "c1")
@@ -41,9 +31,9 @@ async def test_applied_event_books_its_weight_decayed_since_it_happened(
     assert entry["amount"] == 6.0
     assert entry["pillar"] == "resolution"
     assert entry["reason"] is None
-    assert parse(entry["effective_at"]) == happened
+    assert parse_time(entry["effective_at"]) == happened
     customer = await get_ok(client, "/v1/customers/c1")
-    assert close(customer["balance"], oracle([(6.0, happened)], now()))
+    assert close(customer["balance"], balance_at([(6.0, happened)], now()))
 
 
 async def test_unknown_type_is_stored_unweighted_with_a_reason(client: httpx.AsyncClient) -> None:
@@ -89,7 +79,7 @@ async def test_band_field_picks_the_weight(
     )
 
     assert result["outcome"] == outcome
-    assert close(result["balance"], oracle([(amount, happened)], now()))
+    assert close(result["balance"], balance_at([(amount, happened)], now()))
     [entry] = await whole_ledger(client, "c1")
     assert entry["outcome"] == outcome
     assert entry["amount"] == amount
@@ -115,7 +105,7 @@ async def test_magnitude_scales_the_weight(
     )
 
     assert result["outcome"] == "applied"
-    assert close(result["balance"], oracle([(amount, happened)], now()))
+    assert close(result["balance"], balance_at([(amount, happened)], now()))
     [entry] = await whole_ledger(client, "c1")
     assert entry["amount"] == amount
 
@@ -273,7 +263,7 @@ async def test_an_event_slightly_in_the_future_is_booked_when_received(
     assert result["outcome"] == "applied"
     assert close(result["balance"], 6.0)
     [entry] = await whole_ledger(client, "c1")
-    effective_at = parse(entry["effective_at"])
+    effective_at = parse_time(entry["effective_at"])
     assert before <= effective_at <= after
     # Booked at receipt: already part of the balance now, not two minutes from now.
     balance = await get_ok(client, "/v1/customers/c1/balance", params={"at": rfc(after)})
@@ -292,9 +282,9 @@ async def test_times_with_offsets_are_booked_in_utc(client: httpx.AsyncClient) -
 
     [entry] = await whole_ledger(client, "c1")
     assert entry["effective_at"].endswith("Z")
-    assert parse(entry["effective_at"]) == happened
+    assert parse_time(entry["effective_at"]) == happened
     customer = await get_ok(client, "/v1/customers/c1")
-    assert close(customer["balance"], oracle([(6.0, happened)], now()))
+    assert close(customer["balance"], balance_at([(6.0, happened)], now()))
     assert close(customer["balance"], 6.0 * 2 ** (-3 / HALF_LIFE_DAYS), rel=1e-5)
 
 
@@ -363,17 +353,17 @@ async def test_extreme_but_well_formed_times_never_break_an_account(
         assert assert_problem(response, status=422)["reason"] == "bad_time"
     else:
         assert response.status_code == 200, response.text
-        posted.append((6.0, parse(time)))
+        posted.append((6.0, parse_time(time)))
 
     result = await post_ok(client, make_event(id="new", subject="c1", time=rfc(happened)))
     assert result["outcome"] == "applied"
-    assert close(result["balance"], oracle(posted, now()))
+    assert close(result["balance"], balance_at(posted, now()))
     customer = await get_ok(client, "/v1/customers/c1")
-    assert close(customer["balance"], oracle(posted, now()))
+    assert close(customer["balance"], balance_at(posted, now()))
     t = now()
     balance = await get_ok(client, "/v1/customers/c1/balance", params={"at": rfc(t)})
-    assert close(balance["balance"], oracle(posted, t))
+    assert close(balance["balance"], balance_at(posted, t))
     ledger = await whole_ledger(client, "c1")
     for entry in ledger:
-        assert parse(entry["effective_at"]).year >= 1
+        assert parse_time(entry["effective_at"]).year >= 1
     assert await get_ok(client, "/v1/customers/c1/drivers")

@@ -15,9 +15,10 @@ from service.api.app import create_app
 from service.api.auth import ApiKeysError
 from service.domain.policy import load_policy
 from service.errors import StartupError
-from tests.api.helpers import assert_problem
-from tests.conftest import close_client, make_settings, open_client
-from tests.factories import make_event
+from tests.support.app import close_client, make_settings, open_client
+from tests.support.auth import KEYS, bearer, write_keys_file
+from tests.support.events import make_event
+from tests.support.http import assert_problem
 
 LIMIT = 2048
 CHUNK = 512
@@ -80,42 +81,6 @@ async def test_streamed_body_over_the_limit_is_413_and_reading_stops(
         assert (await client.get("/v1/alerts")).json()["items"] == []
     finally:
         await close_client(client, lifespan)
-
-
-KEYS = {
-    "writer": "w-secret-key",
-    "reader": "r-secret-key",
-    "boss": "a-secret-key",
-    "prometheus": "m-secret-key",
-}
-SCOPES = {
-    "writer": ["events:write"],
-    "reader": ["read"],
-    "boss": ["admin"],
-    "prometheus": ["metrics"],
-}
-
-
-def write_keys_file(*, directory: Path) -> Path:
-    path = directory / "api-keys.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "name": name,
-                    "sha256": hashlib.sha256(key.encode()).hexdigest(),
-                    "scopes": SCOPES[name],
-                }
-                for name, key in KEYS.items()
-            ]
-        ),
-        encoding="utf-8",
-    )
-    return path
-
-
-def bearer(name: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {KEYS[name]}"}
 
 
 async def test_api_keys_and_scopes(clean: AsyncEngine, database_url: str, tmp_path: Path) -> None:

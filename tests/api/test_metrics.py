@@ -22,10 +22,10 @@ from service.runtime import ROLES, Role, Runtime, Service
 from service.settings import Settings
 from service.sweeper import run_sweeper
 from service.webhook_relay import run_webhooks
-from tests.api.helpers import post_ok
-from tests.conftest import make_settings, runtime_for
-from tests.factories import make_event
-from tests.kafka.helpers import wait_for
+from tests.support.app import make_settings, runtime_for
+from tests.support.events import make_event
+from tests.support.http import post_ok
+from tests.support.waiting import wait_for
 
 WORKER_ONLY = {
     "relbank_accounts",

@@ -7,8 +7,8 @@ import re
 import httpx
 import pytest
 
-from tests.api.helpers import PROBLEM_JSON, assert_problem, get_ok, post_ok
-from tests.factories import make_event
+from tests.support.events import make_event
+from tests.support.http import PROBLEM_JSON, assert_problem, get_ok, post_ok
 
 DESIGN_PATHS = {
     "/v1/events": {"post"},

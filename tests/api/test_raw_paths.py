@@ -8,8 +8,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.api.helpers import assert_problem, get_ok, post_ok
-from tests.factories import make_event
+from tests.support.events import make_event
+from tests.support.http import assert_problem, get_ok, post_ok
 
 ODD_IDS = [
     "acme/ledger",

@@ -11,24 +11,22 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.api.helpers import (
+from tests.support.app import close_client, open_client
+from tests.support.events import make_event
+from tests.support.http import (
     DESIGN_CUSTOMER_KEYS,
-    HALF_LIFE_DAYS,
     LEDGER_KEYS,
     assert_problem,
-    close,
     event_at,
     forged_cursor,
     get_ok,
     now,
-    oracle,
-    parse,
     post_ok,
     rfc,
     whole_ledger,
 )
-from tests.conftest import close_client, make_policy, open_client
-from tests.factories import make_event
+from tests.support.oracle import HALF_LIFE_DAYS, balance_at, close, parse_time
+from tests.support.policy import make_policy
 
 
 async def test_customer_has_every_key_of_the_contract(client: httpx.AsyncClient) -> None:
@@ -47,11 +45,11 @@ async def test_customer_has_every_key_of_the_contract(client: httpx.AsyncClient)
     assert body["entries"] == 2
     assert body["policy_version"] == "2026-11-default"
     # opened_at is the effective time of the first event to *arrive*, not the earliest.
-    assert parse(body["opened_at"]) == t_last
-    assert parse(body["last_event_at"]) == t_last
-    assert parse(body["status_since"]) <= now()
+    assert parse_time(body["opened_at"]) == t_last
+    assert parse_time(body["last_event_at"]) == t_last
+    assert parse_time(body["status_since"]) <= now()
     assert body["next_transition_at"] is None
-    assert close(body["balance"], oracle([(-10.0, t_last), (6.0, t_first)], now()))
+    assert close(body["balance"], balance_at([(-10.0, t_last), (6.0, t_first)], now()))
     for key in ("opened_at", "last_event_at", "status_since"):
         assert body[key].endswith("Z"), (key, body[key])
 
@@ -66,7 +64,7 @@ async def test_next_transition_is_where_decay_crosses_the_threshold(
     body = await get_ok(client, "/v1/customers/c1")
 
     assert body["status"] == "at_risk"
-    crossing = parse(body["next_transition_at"])
+    crossing = parse_time(body["next_transition_at"])
     assert abs(crossing - (t0 + timedelta(days=2 * HALF_LIFE_DAYS))) < timedelta(seconds=1)
 
 
@@ -149,8 +147,12 @@ async def test_point_in_time_balances_match_the_formula(client: httpx.AsyncClien
     for t in times:
         body = await get_ok(client, "/v1/customers/c1/balance", params={"at": rfc(t)})
         assert body["customer_id"] == "c1"
-        assert parse(body["at"]) == t
-        assert close(body["balance"], oracle(posted, t)), (t, body["balance"], oracle(posted, t))
+        assert parse_time(body["at"]) == t
+        assert close(body["balance"], balance_at(posted, t)), (
+            t,
+            body["balance"],
+            balance_at(posted, t),
+        )
 
     # Before the first event: nothing yet.
     body = await get_ok(client, "/v1/customers/c1/balance", params={"at": rfc(earliest)})
@@ -166,13 +168,13 @@ async def test_point_in_time_balances_match_the_formula(client: httpx.AsyncClien
         "/v1/customers/c1/balance",
         params={"at": t.astimezone(timezone(timedelta(hours=-3))).isoformat()},
     )
-    assert close(body["balance"], oracle(posted, t))
+    assert close(body["balance"], balance_at(posted, t))
 
     # Without `at`: now, and it agrees with the projection behind GET /v1/customers/{id}.
     body = await get_ok(client, "/v1/customers/c1/balance")
-    assert close(body["balance"], oracle(posted, parse(body["at"])))
+    assert close(body["balance"], balance_at(posted, parse_time(body["at"])))
     customer = await get_ok(client, "/v1/customers/c1")
-    assert close(customer["balance"], oracle(posted, now()))
+    assert close(customer["balance"], balance_at(posted, now()))
 
 
 @pytest.mark.parametrize(
@@ -233,13 +235,13 @@ async def test_ledger_pages_visit_every_entry_once_newest_first(
     assert pages == 7
     assert len(seen) == 20
     assert sorted(e["id"] for e in seen) == sorted(e["id"] for e in events)
-    times = [parse(e["effective_at"]) for e in seen]
+    times = [parse_time(e["effective_at"]) for e in seen]
     assert times == sorted(times, reverse=True)
     for entry in seen:
         assert set(entry) == LEDGER_KEYS
         assert entry["source"] == "zendesk"
         assert entry["policy_version"] == "2026-11-default"
-        assert parse(entry["recorded_at"]) >= parse(entry["effective_at"])
+        assert parse_time(entry["recorded_at"]) >= parse_time(entry["effective_at"])
         assert entry["outcome"] in ("applied", "unweighted")
     by_id = {e["id"]: e for e in seen}
     assert by_id["T0"]["amount"] == 6.0
@@ -305,7 +307,7 @@ async def test_drivers_total_per_pillar_and_type(client: httpx.AsyncClient) -> N
     body = await get_ok(client, "/v1/customers/c1/drivers", params={"since": rfc(since)})
 
     assert body["customer_id"] == "c1"
-    assert parse(body["since"]) == since
+    assert parse_time(body["since"]) == since
     assert body["credits"] == pytest.approx(6 + 10 + 7 + 9)
     assert body["debits"] == pytest.approx(-10 - 5 - 12)
     assert body["net"] == pytest.approx(body["credits"] + body["debits"])
@@ -376,7 +378,7 @@ async def test_segment_change_sets_thresholds_and_multiplies_later_events(
     assert amounts == {"before": 6.0, "after": 9.0, "backdated": -15.0}
     body = await get_ok(client, "/v1/customers/c1")
     assert body["entries"] == 3
-    assert close(body["balance"], oracle([(6.0, t1), (9.0, t2), (-15.0, t3)], now()))
+    assert close(body["balance"], balance_at([(6.0, t1), (9.0, t2), (-15.0, t3)], now()))
 
     # The same segment again changes nothing; back to none restores the policy's thresholds.
     response = await client.put("/v1/customers/c1", json={"segment": "enterprise"})
@@ -472,15 +474,15 @@ async def test_opening_balance_is_an_entry_at_the_first_arrival(
         [opened] = [e for e in ledger if e["type"] == "relbank.account.opened"]
         assert opened["amount"] == 10.0
         assert opened["source"] == "relbank"
-        assert parse(opened["effective_at"]) == first_arrival
+        assert parse_time(opened["effective_at"]) == first_arrival
         assert len(ledger) == 3
         customer = await get_ok(client, "/v1/customers/c1")
         assert customer["entries"] == 3
-        assert parse(customer["opened_at"]) == first_arrival
-        assert close(customer["balance"], oracle(posted, now()))
+        assert parse_time(customer["opened_at"]) == first_arrival
+        assert close(customer["balance"], balance_at(posted, now()))
         for t in (base - timedelta(days=5), first_arrival, base):
             body = await get_ok(client, "/v1/customers/c1/balance", params={"at": rfc(t)})
-            assert close(body["balance"], oracle(posted, t)), t
+            assert close(body["balance"], balance_at(posted, t)), t
     finally:
         await close_client(client, lifespan)
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.api.live import relbank_serve
+from tests.support.live import relbank_serve
 
 ST = str(Path(sys.executable).with_name("st"))
 ADMIN_KEY = "schemathesis-admin-key"

@@ -3,64 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import sys
-import time
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.api.helpers import close, event_at, now, oracle, rfc
-from tests.factories import make_event
-
-# The console script `uv run relbank` runs: the one installed next to this interpreter.
-RELBANK = str(Path(sys.executable).with_name("relbank"))
-START_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def server_env(**variables: str) -> dict[str, str]:
-    """This environment without any RELBANK_* of its own, plus `variables`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RELBANK_")}
-    env.update(variables)
-    return env
-
-
-async def start_server(*, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        RELBANK,
-        "serve",
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def wait_ready(http: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.returncode is not None:
-            _, err = await process.communicate()
-            raise AssertionError(f"server exited {process.returncode}: {err.decode()[-2000:]}")
-        try:
-            if (await http.get("/readyz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.2)
-    raise AssertionError("server never became ready")
+from tests.support.events import make_event
+from tests.support.http import event_at, now, rfc
+from tests.support.oracle import balance_at, close
+from tests.support.server import START_TIMEOUT, free_port, server_env, start_server, wait_ready
 
 
 async def raw_request(*, port: int, head: bytes) -> bytes:
@@ -110,10 +63,10 @@ async def test_real_server_ingests_and_reads_over_tcp(
             entries = [(6.0, t0 + timedelta(days=i)) for i in range(12) if i % 3 == 1]
             body = (await http.get("/v1/customers/c1")).json()
             assert body["entries"] == 4
-            assert close(body["balance"], oracle(entries, now()))
+            assert close(body["balance"], balance_at(entries, now()))
             t = t0 + timedelta(days=6, hours=1)
             response = await http.get("/v1/customers/c1/balance", params={"at": rfc(t)})
-            assert close(response.json()["balance"], oracle(entries, t))
+            assert close(response.json()["balance"], balance_at(entries, t))
             ledger = (await http.get("/v1/customers/c1/ledger", params={"limit": 2})).json()
             assert len(ledger["items"]) == 2
             assert ledger["next_cursor"]

@@ -13,13 +13,14 @@ import yaml
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.policy import DEFAULT_POLICY_PATH
-from tests.api.helpers import assert_problem, post_ok
-from tests.api.test_limits_auth import bearer, write_keys_file
-from tests.conftest import close_client, open_client
-from tests.factories import make_event
+from tests.support.app import close_client, open_client
+from tests.support.auth import bearer, write_keys_file
+from tests.support.events import make_event
+from tests.support.http import assert_problem, post_ok
+from tests.support.oracle import read_policy
 
 PATH = "/v1/policy/simulate"
-ACTIVE: dict[str, Any] = yaml.safe_load(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"))
+ACTIVE: dict[str, Any] = read_policy()
 
 
 def document(**changes: Any) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.factories import make_event
+from tests.support.events import make_event
 
 
 async def test_post_and_read(client: httpx.AsyncClient) -> None:

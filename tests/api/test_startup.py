@@ -13,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.embedded import free_port, start_postgres
 from service.errors import StartupError
 from service.storage.migrate import upgrade
-from tests.conftest import admin_sql, close_client, make_policy, open_client, with_database
-from tests.factories import make_event
+from tests.support.app import close_client, open_client
+from tests.support.db import admin_sql, with_database
+from tests.support.events import make_event
+from tests.support.policy import make_policy
 
 
 async def test_waits_for_postgres_and_serves_health_meanwhile() -> None:

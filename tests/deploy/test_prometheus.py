@@ -33,8 +33,8 @@ import pytest
 import yaml
 
 from service.embedded import free_port
-from tests.conftest import admin_sql, with_database
-from tests.factories import make_event
+from tests.support.db import admin_sql, with_database
+from tests.support.events import make_event
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from service.domain.balance import balance_from_entries
 from service.domain.ledger import SEGMENT_CHANGED_TYPE, book
-from tests.domain.factories import T0, make_account, make_policy, make_stored_event
+from tests.domain.factories import T0, make_account, make_stored_event
+from tests.support.policy import make_policy
 
 NOW = T0 + timedelta(days=10)
 

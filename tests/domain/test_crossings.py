@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from service.domain import alerts
 from service.domain.ledger import Account, Alert, Booking, book, settle
 from service.domain.policy import Policy
-from tests.domain.factories import T0, make_account, make_policy, make_stored_event
+from tests.domain.factories import T0, make_account, make_stored_event
+from tests.support.policy import make_policy
 
 HALF_LIFE = timedelta(seconds=10)
 MS = timedelta(milliseconds=1)

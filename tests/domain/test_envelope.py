@@ -17,7 +17,8 @@ from service.domain.envelope import (
     decode_batch,
     decode_json,
 )
-from tests.domain.factories import MAX_FUTURE_SKEW, RECEIVED_AT, check, make_envelope
+from tests.domain.factories import MAX_FUTURE_SKEW, RECEIVED_AT, check
+from tests.support.events import make_envelope
 
 REQUIRED = ("specversion", "id", "source", "type", "subject", "time")
 

@@ -16,7 +16,8 @@ from service.domain.identifiers import (
     UNICODE_VERSION,
     forbidden_character,
 )
-from tests.domain.factories import check, make_envelope
+from tests.domain.factories import check
+from tests.support.events import make_envelope
 
 
 def forbidden_by_unicode(ch: str) -> bool:

@@ -18,7 +18,8 @@ from service.domain.ledger import (
     StoredEvent,
     book,
 )
-from tests.domain.factories import T0, make_account, make_policy, make_stored_event
+from tests.domain.factories import T0, make_account, make_stored_event
+from tests.support.policy import make_policy
 
 NOW = T0 + timedelta(days=10)
 DAY = timedelta(days=1)

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from service.domain.envelope import content_hash, decode_json, parse_time
 from service.domain.meaning import time_text
-from tests.domain.factories import check, make_envelope
+from tests.domain.factories import check
+from tests.support.events import make_envelope
 
 
 def same(a: dict[str, Any], b: dict[str, Any]) -> bool:

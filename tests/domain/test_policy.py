@@ -23,7 +23,7 @@ from service.domain.policy import (
     parse_policy,
     weigh,
 )
-from tests.domain.factories import make_policy, make_policy_document
+from tests.support.policy import make_policy, make_policy_document
 
 KPMG_PILLARS = {
     "personalisation",

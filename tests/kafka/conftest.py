@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.embedded import EmbeddedBroker, free_port, start_broker
 from service.kafka.client import ensure_topics
 from service.settings import Settings
-from tests.conftest import make_settings
-from tests.kafka.helpers import LEFTOVERS, checker_engine
+from tests.support.app import make_settings
+from tests.support.ledger import checker_engine
+from tests.support.waiting import LEFTOVERS
 
 
 @pytest.fixture(autouse=True)

@@ -18,17 +18,10 @@ from service.domain.policy import Policy
 from service.kafka.client import ensure_topics
 from service.settings import Settings
 from tests.kafka.conftest import RestartableBroker, kafka_settings_for
-from tests.kafka.helpers import (
-    PATIENCE,
-    assert_ledger_matches,
-    encode_mixed,
-    make_corpus,
-    produce_stream,
-    recreate_topic,
-    running_consumer,
-    wait_consumed,
-    wait_for,
-)
+from tests.support.corpus import make_corpus
+from tests.support.kafka import encode_mixed, produce_stream, recreate_topic, running_consumer
+from tests.support.ledger import assert_ledger_matches, wait_consumed
+from tests.support.waiting import PATIENCE, wait_for
 
 CHANGED = "not the one relbank's offsets count in"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from service.kafka.client import kafka_kwargs
 from service.retry import backoff
-from tests.conftest import make_settings
+from tests.support.app import make_settings
 
 URL = "postgresql://postgres@127.0.0.1/x"
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from service.domain.envelope import Event
 from service.kafka import codec
 from service.kafka.dlq import DeadLetter
-from tests.factories import make_event
+from tests.support.events import make_event
 
 NOW = datetime.now(UTC)
 SKEW = timedelta(minutes=5)

@@ -18,19 +18,10 @@ from service.domain.policy import Policy
 from service.kafka.client import produce_events
 from service.settings import Settings
 from service.storage.locks import customer_lock_key
-from tests.kafka.helpers import (
-    PATIENCE,
-    SLOW_TEST_TIMEOUT,
-    Stream,
-    applied_offsets,
-    assert_ledger_matches,
-    encode_mixed,
-    make_corpus,
-    produce_stream,
-    running_consumer,
-    wait_consumed,
-    wait_for,
-)
+from tests.support.corpus import make_corpus
+from tests.support.kafka import Stream, encode_mixed, produce_stream, running_consumer
+from tests.support.ledger import applied_offsets, assert_ledger_matches, wait_consumed
+from tests.support.waiting import PATIENCE, SLOW_TEST_TIMEOUT, wait_for
 
 
 async def _ends(placed: list[tuple[int, int]]) -> dict[int, int]:

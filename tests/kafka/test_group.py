@@ -12,20 +12,17 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.settings import Settings
-from tests.kafka.helpers import (
-    PATIENCE,
-    SLOW_TEST_TIMEOUT,
-    ConsumerProcess,
-    Stream,
+from tests.support.kafka import Stream, dlq_origins
+from tests.support.ledger import (
     applied_offsets,
     assert_ledger_matches,
     assert_offsets_only_moved_forward,
-    dlq_origins,
     install_offset_audit,
     remove_offset_audit,
     wait_consumed,
-    wait_for,
 )
+from tests.support.processes import ConsumerProcess
+from tests.support.waiting import PATIENCE, SLOW_TEST_TIMEOUT, wait_for
 
 _ASSIGNED = re.compile(r"consumer: reading (.+)")
 _ASSIGNED_NOW = re.compile(r"consumer: assigned (.+)")

@@ -18,7 +18,7 @@ from service.settings import Settings
 from service.storage import offsets
 from service.storage.offsets import Move
 from tests.kafka.conftest import RestartableBroker, kafka_settings_for
-from tests.kafka.helpers import recreate_topic
+from tests.support.kafka import recreate_topic
 
 
 @asynccontextmanager

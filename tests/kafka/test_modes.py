@@ -10,22 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.policy import Policy
 from service.kafka.client import ensure_topics, produce_events
 from service.settings import Settings
-from tests.conftest import TABLES, close_client, open_client
-from tests.kafka.helpers import (
-    Reference,
-    assert_ledger_matches,
-    make_corpus,
-    running_consumer,
-    stored_balances,
-    wait_consumed,
-)
+from tests.support.app import close_client, open_client
+from tests.support.corpus import make_corpus
+from tests.support.db import empty_tables
+from tests.support.kafka import running_consumer
+from tests.support.ledger import assert_ledger_matches, stored_balances, wait_consumed
+from tests.support.oracle import book_all
 
 CORPUS_SIZE = 3000
-
-
-async def _truncate(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
 
 
 async def _ledger(engine: AsyncEngine) -> set[tuple[str, str, str, float, datetime]]:
@@ -46,12 +38,13 @@ async def test_structured_binary_and_http_give_the_same_ledger(
     corpus = make_corpus(CORPUS_SIZE, customers=80, seed=3)
     # Some producers retry: exact repeats are duplicates, applied once.
     corpus += corpus[:50]
-    reference = Reference()
+    book = book_all(corpus)
+    h = book.contract.half_life_days
     at = datetime.now(UTC)
     results: dict[str, tuple[dict[str, float], set[tuple[str, str, str, float, datetime]]]] = {}
 
     for mode in ("structured", "binary"):
-        await _truncate(engine)
+        await empty_tables(engine)
         settings = kafka_settings.model_copy(
             update={
                 "input_topic": f"{kafka_settings.input_topic}.{mode}",
@@ -62,10 +55,10 @@ async def test_structured_binary_and_http_give_the_same_ledger(
         await produce_events(settings, corpus, binary=mode == "binary")
         async with running_consumer(settings, engine, default_policy):
             await wait_consumed(checker, settings.consumer_group, len(corpus), within=60)
-        await assert_ledger_matches(checker, corpus, reference=reference)
-        results[mode] = (await stored_balances(checker, at, 90), await _ledger(checker))
+        await assert_ledger_matches(checker, corpus, book=book)
+        results[mode] = (await stored_balances(checker, at, h), await _ledger(checker))
 
-    await _truncate(engine)
+    await empty_tables(engine)
     client, lifespan = await open_client(database_url)
     try:
         for i in range(0, len(corpus), 1000):
@@ -73,8 +66,8 @@ async def test_structured_binary_and_http_give_the_same_ledger(
             assert response.status_code == 200, response.text
     finally:
         await close_client(client, lifespan)
-    await assert_ledger_matches(checker, corpus, reference=reference)
-    results["http"] = (await stored_balances(checker, at, 90), await _ledger(checker))
+    await assert_ledger_matches(checker, corpus, book=book)
+    results["http"] = (await stored_balances(checker, at, h), await _ledger(checker))
 
     assert results["structured"][1] == results["http"][1]
     assert results["binary"][1] == results["http"][1]

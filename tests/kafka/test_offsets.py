@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.storage import offsets
 from service.storage.offsets import Move, StaleOffsets
-from tests.kafka.helpers import PATIENCE, wait_for
+from tests.support.waiting import PATIENCE, wait_for
 
 
 async def _stored(engine: AsyncEngine) -> dict[tuple[str, int], int]:

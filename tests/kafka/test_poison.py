@@ -18,14 +18,9 @@ from service import metrics
 from service.domain.policy import Policy
 from service.kafka import codec, lenient
 from service.settings import Settings
-from tests.kafka.helpers import (
-    assert_ledger_matches,
-    dead_letters,
-    make_corpus,
-    read_topic,
-    running_consumer,
-    wait_consumed,
-)
+from tests.support.corpus import make_corpus
+from tests.support.kafka import dead_letters, read_topic, running_consumer
+from tests.support.ledger import assert_ledger_matches, wait_consumed
 
 Headers = list[tuple[str, bytes]]
 STRUCTURED: Headers = [("content-type", b"application/cloudevents+json")]

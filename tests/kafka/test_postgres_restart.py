@@ -11,17 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.embedded import EmbeddedBroker, EmbeddedPostgres
 from service.kafka.client import ensure_topics
 from tests.kafka.conftest import kafka_settings_for
-from tests.kafka.helpers import (
-    ConsumerProcess,
+from tests.support.corpus import make_corpus
+from tests.support.kafka import encode_mixed, produce_stream
+from tests.support.ledger import (
     applied_offsets,
     assert_ledger_matches,
     checker_engine,
-    encode_mixed,
-    make_corpus,
-    produce_stream,
     wait_consumed,
-    wait_for,
 )
+from tests.support.processes import ConsumerProcess
+from tests.support.waiting import wait_for
 
 
 async def test_postgres_restarted_during_the_stream(

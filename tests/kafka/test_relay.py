@@ -20,9 +20,10 @@ from service.runtime import Runtime
 from service.settings import Settings
 from service.storage import sinks
 from service.webhook_relay import run_webhooks
-from tests.conftest import runtime_for
-from tests.factories import make_event
-from tests.kafka.helpers import read_topic, wait_for
+from tests.support.app import runtime_for
+from tests.support.events import make_event
+from tests.support.kafka import read_topic
+from tests.support.waiting import wait_for
 from tests.webhooks.receiver import Receiver
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from service.domain.envelope import content_hash
 from service.storage.migrate import migrations_dir, upgrade
 from service.storage.tables import metadata
-from tests.conftest import admin_sql, with_database
+from tests.support.db import admin_sql, with_database
 
 
 async def test_schema_matches_metadata(engine: AsyncEngine) -> None:

@@ -22,9 +22,10 @@ from service.errors import StartupError
 from service.storage.db import Database, make_engine, sqlstate
 from service.storage.offsets import Move
 from service.storage.tables import metadata
-from tests.conftest import admin_sql, close_client, make_policy, open_client
-from tests.factories import make_event
-from tests.test_pipeline import decoded
+from tests.support.app import close_client, decoded, open_client
+from tests.support.db import admin_sql
+from tests.support.events import make_event
+from tests.support.policy import make_policy
 
 TAMPERING = [
     "UPDATE ledger_entries SET amount = 100",

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from service.storage.db import make_engine
 from service.storage.migrate import alembic_config, upgrade
-from tests.conftest import admin_sql, with_database
+from tests.support.db import admin_sql, with_database
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from service.application import Relbank
 from service.domain.policy import Policy
 from service.tools import demo
 from service.tools.stories import MONTHS, Demo, stories
-from tests.conftest import make_settings, runtime_for
+from tests.support.app import make_settings, runtime_for
 
 NOW = datetime(2026, 6, 15, 12, tzinfo=UTC)
 ONCE = ("cancellation.requested", "renewal.signed", "referral.made", "plan.upgraded")

@@ -15,13 +15,9 @@ from service.domain.policy import Policy
 from service.errors import CommandFailed
 from service.settings import Settings
 from service.tools import send
-from tests.kafka.helpers import (
-    assert_ledger_matches,
-    dlq_origins,
-    make_corpus,
-    running_consumer,
-    wait_consumed,
-)
+from tests.support.corpus import make_corpus
+from tests.support.kafka import dlq_origins, running_consumer
+from tests.support.ledger import assert_ledger_matches, wait_consumed
 
 
 def _write(path: Path, events: list[dict[str, Any]], *extra: bytes) -> Path:
@@ -106,7 +102,7 @@ def test_send_over_http_in_batches_with_the_api_key(
 def test_send_command_exits_2_when_some_events_were_rejected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = _write(tmp_path / "e.jsonl", make_corpus(3), b"nope")
+    path = _write(tmp_path / "e.jsonl", make_corpus(3, seed=1), b"nope")
 
     def fake(lines: Any, **kwargs: Any) -> None:
         for line in lines:

@@ -23,12 +23,11 @@ import pytest
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.api.helpers import event_at, now
-from tests.api.test_server import RELBANK, START_TIMEOUT, free_port, server_env
-from tests.conftest import TABLES
+from tests.support.db import empty_tables
+from tests.support.http import event_at, now
+from tests.support.server import RELBANK, START_TIMEOUT, free_port, server_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -209,8 +208,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @pytest.fixture(scope="module")
 async def empty_database(engine: AsyncEngine, database_url: str) -> str:
-    async with engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+    await empty_tables(engine)
     return database_url
 
 

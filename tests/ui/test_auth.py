@@ -10,8 +10,8 @@ from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from tests.api.test_limits_auth import KEYS, write_keys_file
-from tests.factories import make_event
+from tests.support.auth import KEYS, write_keys_file
+from tests.support.events import make_event
 from tests.ui.conftest import Server, start_server, stop_server, wait_for
 from tests.ui.test_page import at_risk_ids, screenshot
 

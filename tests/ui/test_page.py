@@ -14,8 +14,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
-from tests.api.helpers import now, rfc
-from tests.factories import make_event
+from tests.support.events import make_event
+from tests.support.http import now, rfc
 from tests.ui.conftest import EXPECTED_AT_RISK, SEGMENTS, Server, quote, wait_for
 
 pytestmark = pytest.mark.slow

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.api.helpers import assert_problem, get_ok, post_ok
-from tests.api.test_limits_auth import bearer, write_keys_file
-from tests.conftest import close_client, open_client
-from tests.factories import make_event
+from tests.support.app import close_client, open_client
+from tests.support.auth import bearer, write_keys_file
+from tests.support.events import make_event
+from tests.support.http import assert_problem, get_ok, post_ok
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 DELIVERY_KEYS = {

@@ -23,10 +23,11 @@ from service.domain.policy import Policy
 from service.runtime import Service
 from service.sweeper import run_sweeper
 from service.webhook_relay import run_webhooks
-from tests.api.helpers import all_alerts, get_ok, post_ok
-from tests.conftest import make_policy, make_settings, runtime_for
-from tests.factories import make_event
-from tests.kafka.helpers import wait_for
+from tests.support.app import make_settings, runtime_for
+from tests.support.events import make_event
+from tests.support.http import all_alerts, get_ok, post_ok
+from tests.support.policy import make_policy
+from tests.support.waiting import wait_for
 from tests.webhooks.receiver import HANG, Receiver, Request
 
 FAST_RETRIES: dict[str, Any] = {

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 from service.api.server import server_config
 from service.embedded import free_port
 from service.settings import Settings
-from tests.api.test_server import server_env, start_server, wait_ready
+from tests.support.server import server_env, start_server, wait_ready
 
 TIMEOUT = 30.0
 

@@ -1,23 +1,18 @@
-"""Plain helpers for the API tests: an independent README oracle, times, problem checks.
+"""Speaking to the API: times as it prints them, problem checks, paging to the end.
 
-The oracle below is written from README alone and does not import the service's arithmetic,
-so a wrong formula in the service cannot hide behind the same wrong formula here.
-"""
+The arithmetic to check answers against is `tests.support.oracle`'s."""
 
 from __future__ import annotations
 
 import base64
-import math
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
 
-from tests.factories import make_event
+from tests.support.events import make_event
 
-HALF_LIFE_DAYS = 90.0
 PROBLEM_JSON = "application/problem+json"
 DESIGN_CUSTOMER_KEYS = {
     "customer_id",
@@ -46,39 +41,9 @@ LEDGER_KEYS = {
 }
 
 
-def oracle(
-    entries: Iterable[tuple[float, datetime]],
-    at: datetime,
-    *,
-    half_life_days: float | None = HALF_LIFE_DAYS,
-) -> float:
-    """B(t) = Σ over entries effective at or before t of amount · 2^(−(t − effective_at)/h)."""
-    terms = []
-    for amount, when in entries:
-        if when > at:
-            continue
-        if half_life_days is None:
-            terms.append(amount)
-        else:
-            days = (at - when) / timedelta(days=1)
-            terms.append(amount * 2.0 ** (-days / half_life_days))
-    return math.fsum(terms)
-
-
-def close(actual: float, expected: float, *, rel: float = 1e-6) -> bool:
-    """Equal to the contract's tolerance (relative 1e-6; an absolute floor for zero)."""
-    return math.isclose(actual, expected, rel_tol=rel, abs_tol=1e-9)
-
-
 def rfc(value: datetime) -> str:
     """RFC 3339 in UTC with microseconds, as the API prints times."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def parse(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    assert parsed.tzinfo is not None, f"{value!r} has no offset"
-    return parsed
 
 
 def now() -> datetime:
