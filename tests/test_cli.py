@@ -150,6 +150,7 @@ def test_help_imports_nothing_heavy() -> None:
     assert ROLES == runtime.ROLES
 
 
+@pytest.mark.slow
 def test_a_bad_policy_stops_dev_before_anything_starts(here: Path) -> None:
     bad = here / "policy.yaml"
     bad.write_text("version: 1\nhalf_life_days: -3\n")
@@ -162,6 +163,7 @@ def test_a_bad_policy_stops_dev_before_anything_starts(here: Path) -> None:
     assert not _postgres_of(here / ".relbank")
 
 
+@pytest.mark.slow
 def test_a_busy_port_is_named_before_anything_heavy_starts(here: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -176,6 +178,7 @@ def test_a_busy_port_is_named_before_anything_heavy_starts(here: Path) -> None:
     assert not (here / ".relbank" / "pgdata").exists()
 
 
+@pytest.mark.slow
 def test_commands_without_a_dev_fail_in_one_line_naming_the_variable(here: Path) -> None:
     nothing = free_port()
     url = f"postgresql://postgres@127.0.0.1:{nothing}/relbank"

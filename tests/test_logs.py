@@ -240,6 +240,7 @@ async def test_probes_that_succeed_are_logged_at_debug(
     assert [(r["path"], r["level"]) for r in access] == [("/healthz", "DEBUG")]
 
 
+@pytest.mark.slow
 async def test_a_real_server_logs_json_only_uvicorn_included(database_url: str) -> None:
     port = free_port()
     env = server_env(
@@ -269,6 +270,7 @@ async def test_a_real_server_logs_json_only_uvicorn_included(database_url: str) 
     assert access["tcp-2"]["status"] == 404
 
 
+@pytest.mark.slow
 async def test_an_unmigrated_database_stops_the_server_in_one_line(server_url: str) -> None:
     name = f"relbank_empty_{uuid.uuid4().hex[:8]}"
     await admin_sql(server_url, f'CREATE DATABASE "{name}"')

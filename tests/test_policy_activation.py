@@ -177,6 +177,7 @@ async def test_readers_never_see_a_half_rebuilt_ledger(
     assert seen == {(default_policy.version,), ("harsher",)}
 
 
+@pytest.mark.slow
 async def test_relbank_replay_activates_for_running_instances_and_stale_config_follows(
     two: tuple[Instance, Instance],
     database_url: str,

@@ -233,6 +233,7 @@ def _relbank(*args: str, **variables: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_the_command_line_refuses_a_bad_setting_in_a_few_lines_with_status_2() -> None:
     done = _relbank("migrate", RELBANK_DATABSE_URL="postgresql://x/y", RELBANK_PORT="eighty")
     assert done.returncode == 2, done.stderr
@@ -242,6 +243,7 @@ def test_the_command_line_refuses_a_bad_setting_in_a_few_lines_with_status_2() -
     assert len(done.stderr.splitlines()) == 3, done.stderr
 
 
+@pytest.mark.slow
 def test_serve_consumer_without_a_broker_refuses_naming_the_variable() -> None:
     done = _relbank("serve", "--role", "consumer", RELBANK_AUTH="disabled")
     assert done.returncode == 2, done.stderr
@@ -249,6 +251,7 @@ def test_serve_consumer_without_a_broker_refuses_naming_the_variable() -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_a_lower_case_log_level_does_not_crash_a_command(tmp_path: Path) -> None:
     done = _relbank("schemas", str(tmp_path), RELBANK_LOG_LEVEL="debug")
     assert done.returncode == 0, done.stderr

@@ -353,6 +353,7 @@ def write_policy(directory: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
+@pytest.mark.slow
 async def test_simulate_then_replay_agree_and_simulate_writes_nothing(
     clean: AsyncEngine, client: httpx.AsyncClient, database_url: str, tmp_path: Path
 ) -> None:
@@ -427,6 +428,7 @@ async def test_the_snapshot_refuses_writes(clean: AsyncEngine) -> None:
             await conn.execute(text("DELETE FROM accounts"))
 
 
+@pytest.mark.slow
 async def test_cli_prints_a_table(
     clean: AsyncEngine, client: httpx.AsyncClient, database_url: str, tmp_path: Path
 ) -> None:
@@ -464,6 +466,7 @@ def test_a_bad_policy_file_names_the_key(
     assert str(failed.value).startswith(f"bad policy: {path}: {named}"), failed.value
 
 
+@pytest.mark.slow
 async def test_cli_bad_policy_file_is_one_line(
     clean: AsyncEngine, database_url: str, tmp_path: Path
 ) -> None:
@@ -477,6 +480,7 @@ async def test_cli_bad_policy_file_is_one_line(
     assert line.startswith(f"relbank simulate: bad policy: {path}: half_life_days"), line
 
 
+@pytest.mark.slow
 async def test_cli_unreachable_database_names_the_variable(tmp_path: Path) -> None:
     code, _, err = await relbank_command(
         "simulate",

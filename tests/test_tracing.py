@@ -86,6 +86,7 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
+@pytest.mark.slow
 async def test_a_real_server_sends_http_sql_and_kafka_spans(
     receiver: Receiver, database_url: str, broker: EmbeddedBroker
 ) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -21,6 +22,9 @@ from tests.support.app import make_settings
 from tests.support.events import make_event
 from tests.support.http import PROBLEM_JSON
 from tests.support.live import Answer, RawConnection, relbank_serve, serving
+
+# Slow: PostgreSQL refusing and killing connections under real servers (not in `-m "not slow"`).
+pytestmark = pytest.mark.slow
 
 JSON = [("content-type", "application/json")]
 # What a driver error would bring into a readiness answer.

@@ -24,6 +24,9 @@ from tests.support.events import make_event
 from tests.support.http import PROBLEM_JSON
 from tests.support.live import Answer, RawConnection, Served, relbank_serve, serving
 
+# Slow: real servers spoken to over TCP, one a `relbank serve` process (not in `-m "not slow"`).
+pytestmark = pytest.mark.slow
+
 HEADER_TIMEOUT = 2
 MIB = 1 << 20
 # The process may grow a little while it works; the attack alone grew it by over 400 MiB.

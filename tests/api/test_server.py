@@ -8,12 +8,16 @@ from datetime import timedelta
 
 import httpx
 import orjson
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.events import make_event
 from tests.support.http import event_at, now, rfc
 from tests.support.oracle import balance_at, close
 from tests.support.server import START_TIMEOUT, free_port, server_env, start_server, wait_ready
+
+# Slow: `relbank serve` processes (left out by `-m "not slow"`).
+pytestmark = pytest.mark.slow
 
 
 async def raw_request(*, port: int, head: bytes) -> bytes:

@@ -19,6 +19,7 @@ from tests.support.events import make_event
 from tests.support.policy import make_policy
 
 
+@pytest.mark.slow
 async def test_waits_for_postgres_and_serves_health_meanwhile() -> None:
     with tempfile.TemporaryDirectory(prefix="relbank-startup-") as tmp:
         pgdata = Path(tmp) / "pgdata"

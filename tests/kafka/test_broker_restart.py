@@ -23,6 +23,9 @@ from tests.support.kafka import encode_mixed, produce_stream, recreate_topic, ru
 from tests.support.ledger import assert_ledger_matches, wait_consumed
 from tests.support.waiting import PATIENCE, wait_for
 
+# Slow: brokers restarted and topics re-created (left out by `-m "not slow"`).
+pytestmark = pytest.mark.slow
+
 CHANGED = "not the one relbank's offsets count in"
 
 

@@ -80,6 +80,7 @@ async def test_a_batch_whose_stored_offset_moved_on_is_rolled_back(
     await assert_ledger_matches(checker, first + after)
 
 
+@pytest.mark.slow
 async def test_broker_that_lost_data_is_reported_and_read_again_from_the_start(
     kafka_settings: Settings,
     engine: AsyncEngine,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.embedded import EmbeddedBroker, EmbeddedPostgres
@@ -21,6 +22,9 @@ from tests.support.ledger import (
 )
 from tests.support.processes import ConsumerProcess
 from tests.support.waiting import wait_for
+
+# Slow: PostgreSQL restarted under a running consumer (left out by `-m "not slow"`).
+pytestmark = pytest.mark.slow
 
 
 async def test_postgres_restarted_during_the_stream(

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook as Verifier
@@ -122,6 +123,7 @@ async def webhook_state(client: httpx.AsyncClient, name: str) -> dict[str, Any]:
     return delivery
 
 
+@pytest.mark.slow
 async def test_every_alert_arrives_signed_and_in_order_through_failures_and_a_restart(
     clean: AsyncEngine, database_url: str, default_policy: Policy
 ) -> None:
