@@ -197,9 +197,15 @@ def _absent_or(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 _ABSENT = object()
+
+
 # Python's `re` lets `$` match before a final newline (ECMA-262 does not), so a string ending in
 # "\n" passes the schema's patterns under the `jsonschema` package; leave those out.
-_texts = st.text(max_size=300).filter(lambda s: not s.endswith("\n"))
+def _no_final_newline(s: str) -> bool:
+    return not s.endswith("\n")
+
+
+_texts = st.text(max_size=300).filter(_no_final_newline)
 _wrong_types: st.SearchStrategy[Any] = st.one_of(
     st.integers(-5, 5), st.booleans(), st.lists(st.integers(-9, 9), max_size=2), st.just({})
 )
@@ -231,9 +237,11 @@ _attributes: dict[str, st.SearchStrategy[Any]] = {
 
 _good: dict[str, st.SearchStrategy[Any]] = {
     "specversion": st.just("1.0"),
-    "id": st.text(min_size=1, max_size=256),
-    "source": st.text(min_size=1, max_size=256).filter(lambda s: s != "relbank"),
-    "type": st.text(min_size=1, max_size=128),
+    "id": st.text(min_size=1, max_size=256).filter(_no_final_newline),
+    "source": st.text(min_size=1, max_size=256).filter(
+        lambda s: _no_final_newline(s) and s != "relbank"
+    ),
+    "type": st.text(min_size=1, max_size=128).filter(_no_final_newline),
     "subject": st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=128),
     "time": st.sampled_from(
         ["2026-11-23T11:00:00Z", "2026-11-23T13:00:00.5+02:00", "1999-12-31T23:59:59-08:00"]
