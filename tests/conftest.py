@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.policy import Policy, load_policy
 from service.embedded import EmbeddedPostgres, start_postgres
+from service.runtime import Runtime
 from service.storage.db import make_engine
 from service.storage.migrate import upgrade
 from tests.support.app import close_client, open_client
@@ -86,8 +88,48 @@ def default_policy() -> Policy:
     return load_policy()
 
 
+class SharedApi:
+    """One app with its lifespan (and its warm connection pool) for every test that asks for a
+    plain `client`: the tests empty the tables between them, and the app records its policy as
+    active again. An app that has followed the database to another policy (a test ran `relbank
+    replay`) is replaced by a fresh one."""
+
+    def __init__(self, database_url: str, policy: Policy) -> None:
+        self.database_url = database_url
+        self.policy = policy
+        self.opened: tuple[httpx.AsyncClient, Any] | None = None
+
+    async def client(self) -> httpx.AsyncClient:
+        if self.opened is not None and self.runtime(self.opened[0]).policy != self.policy:
+            await self.close()
+        if self.opened is None:
+            self.opened = await open_client(self.database_url, policy=self.policy)
+        client = self.opened[0]
+        await self.runtime(client).app.activate_policy()
+        assert self.runtime(client).policy == self.policy
+        return client
+
+    @staticmethod
+    def runtime(client: httpx.AsyncClient) -> Runtime:
+        transport = client._transport
+        assert isinstance(transport, httpx.ASGITransport)
+        rt: Runtime = transport.app.state.runtime  # type: ignore[attr-defined]
+        return rt
+
+    async def close(self) -> None:
+        if self.opened is not None:
+            await close_client(*self.opened)
+            self.opened = None
+
+
+@pytest.fixture(scope="session")
+async def shared_api(database_url: str) -> AsyncIterator[SharedApi]:
+    shared = SharedApi(database_url, load_policy())
+    yield shared
+    await shared.close()
+
+
 @pytest.fixture
-async def client(clean: AsyncEngine, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    c, lifespan = await open_client(database_url)
-    yield c
-    await close_client(c, lifespan)
+async def client(clean: AsyncEngine, shared_api: SharedApi) -> httpx.AsyncClient:
+    """A client on the ASGI app (auth disabled, the default policy) over empty tables."""
+    return await shared_api.client()
