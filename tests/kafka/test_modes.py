@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,8 +18,6 @@ from tests.support.kafka import running_consumer
 from tests.support.ledger import assert_ledger_matches, stored_balances, wait_consumed
 from tests.support.oracle import book_all
 
-CORPUS_SIZE = 3000
-
 
 async def _ledger(engine: AsyncEngine) -> set[tuple[str, str, str, float, datetime]]:
     async with engine.connect() as conn:
@@ -28,14 +27,17 @@ async def _ledger(engine: AsyncEngine) -> set[tuple[str, str, str, float, dateti
         return {(r.customer_id, r.source, r.event_id, r.amount, r.effective_at) for r in rows}
 
 
+# The inner loop runs a corpus of 600; the full run adds the 3000 one.
+@pytest.mark.parametrize("size", [600, pytest.param(3000, marks=pytest.mark.slow)])
 async def test_structured_binary_and_http_give_the_same_ledger(
+    size: int,
     kafka_settings: Settings,
     engine: AsyncEngine,
     checker: AsyncEngine,
     database_url: str,
     default_policy: Policy,
 ) -> None:
-    corpus = make_corpus(CORPUS_SIZE, customers=80, seed=3)
+    corpus = make_corpus(size, customers=80, seed=3)
     # Some producers retry: exact repeats are duplicates, applied once.
     corpus += corpus[:50]
     book = book_all(corpus)
