@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.policy import Policy
 from service.storage import accounts, policies
 from tests.support.app import apply, relbank
+from tests.support.corpus import make_corpus
 from tests.support.db import scalar
 from tests.support.events import make_event
 from tests.support.policy import make_policy
-from tests.test_pipeline import corpus
 
 # The ledger readers see: the active generation (1 before anything was activated).
 ACTIVE = "generation = coalesce((SELECT generation FROM projection_state WHERE id = 1), 1)"
@@ -35,7 +35,7 @@ async def set_segment(engine: AsyncEngine, policy: Policy, customer: str, segmen
 
 
 async def test_replay_reproduces_live_balances(clean: AsyncEngine, default_policy: Policy) -> None:
-    items = corpus(customers=20, n=400, seed=5)
+    items = make_corpus(400, seed=5, customers=[f"c{i}" for i in range(20)], prefix="ev-")
     items.append(make_event(id="u1", subject="c1", type="not.in.policy"))
     await apply(clean, default_policy, items[:200])
     await set_segment(clean, default_policy, "c3", "enterprise")

@@ -5,6 +5,7 @@ the driver is named explicitly, so Selenium Manager never runs.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import signal
@@ -22,7 +23,10 @@ import httpx
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
+from selenium.webdriver import Chrome
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.db import empty_tables
@@ -265,3 +269,32 @@ def browser() -> Iterator[webdriver.Chrome]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def at_risk_ids(driver: Chrome) -> list[str]:
+    return [row.get_attribute("data-customer-id") or "" for row in rows(driver, "at-risk-table")]
+
+
+def screenshot(driver: Chrome, folder: Path, name: str) -> None:
+    """The whole page, not only the window."""
+    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+    size = metrics["cssContentSize"]
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {
+                "x": 0,
+                "y": 0,
+                "width": size["width"],
+                "height": min(size["height"], 6000),
+                "scale": 1,
+            },
+        },
+    )
+    (folder / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
+
+
+def rows(driver: Chrome, table_id: str) -> list[WebElement]:
+    return driver.find_elements(By.CSS_SELECTOR, f"#{table_id} tbody tr")

@@ -12,8 +12,7 @@ from selenium.webdriver.common.keys import Keys
 
 from tests.support.auth import KEYS, write_keys_file
 from tests.support.events import make_event
-from tests.ui.conftest import Server, start_server, stop_server, wait_for
-from tests.ui.test_page import at_risk_ids, screenshot
+from tests.ui.conftest import Server, at_risk_ids, screenshot, start_server, stop_server, wait_for
 
 pytestmark = pytest.mark.slow
 

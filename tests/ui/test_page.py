@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import math
 from pathlib import Path
 from typing import Any
@@ -16,30 +15,18 @@ from selenium.webdriver.support.ui import Select
 
 from tests.support.events import make_event
 from tests.support.http import now, rfc
-from tests.ui.conftest import EXPECTED_AT_RISK, SEGMENTS, Server, quote, wait_for
+from tests.ui.conftest import (
+    EXPECTED_AT_RISK,
+    SEGMENTS,
+    Server,
+    at_risk_ids,
+    quote,
+    rows,
+    screenshot,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def screenshot(driver: Chrome, folder: Path, name: str) -> None:
-    """The whole page, not only the window."""
-    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-    size = metrics["cssContentSize"]
-    shot = driver.execute_cdp_cmd(
-        "Page.captureScreenshot",
-        {
-            "format": "png",
-            "captureBeyondViewport": True,
-            "clip": {
-                "x": 0,
-                "y": 0,
-                "width": size["width"],
-                "height": min(size["height"], 6000),
-                "scale": 1,
-            },
-        },
-    )
-    (folder / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
 
 
 def console_errors(driver: Chrome) -> list[dict[str, Any]]:
@@ -53,14 +40,6 @@ def offsite_requests(driver: Chrome, server: Server) -> list[str]:
         "return performance.getEntriesByType('resource').map(e => e.name)"
     )
     return [name for name in names if not name.startswith(server.url + "/")]
-
-
-def rows(driver: Chrome, table_id: str) -> list[WebElement]:
-    return driver.find_elements(By.CSS_SELECTOR, f"#{table_id} tbody tr")
-
-
-def at_risk_ids(driver: Chrome) -> list[str]:
-    return [row.get_attribute("data-customer-id") or "" for row in rows(driver, "at-risk-table")]
 
 
 def api_at_risk(server: Server, **params: str) -> list[str]:
