@@ -18,17 +18,10 @@ from service.kafka.client import ensure_topics
 from service.kafka.consumer import KafkaIngest
 from service.settings import Settings
 from tests.kafka.conftest import kafka_settings_for
-from tests.kafka.helpers import (
-    PATIENCE,
-    applied_offsets,
-    assert_ledger_matches,
-    encode_mixed,
-    make_corpus,
-    produce_stream,
-    running_consumer,
-    wait_consumed,
-    wait_for,
-)
+from tests.support.corpus import make_corpus
+from tests.support.kafka import encode_mixed, produce_stream, running_consumer
+from tests.support.ledger import applied_offsets, assert_ledger_matches, wait_consumed
+from tests.support.waiting import PATIENCE, wait_for
 
 PARTITIONS = 3
 
