@@ -90,6 +90,7 @@ async def reports(instance: Instance, version: str) -> None:
     await wait_for(active, within=15, what=f"the instance to report policy {version}")
 
 
+@pytest.mark.slow
 async def test_a_replay_through_one_instance_is_followed_by_the_other(
     two: tuple[Instance, Instance], default_policy: Policy
 ) -> None:

@@ -23,6 +23,9 @@ from tests.support.kafka import Stream, encode_mixed, produce_stream, running_co
 from tests.support.ledger import applied_offsets, assert_ledger_matches, wait_consumed
 from tests.support.waiting import PATIENCE, SLOW_TEST_TIMEOUT, wait_for
 
+# Each waits on a real consumer group or a relay's poll loop: the full run only.
+pytestmark = pytest.mark.slow
+
 
 async def _ends(placed: list[tuple[int, int]]) -> dict[int, int]:
     ends: dict[int, int] = {}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,6 +22,9 @@ from service.settings import Settings
 from tests.support.corpus import make_corpus
 from tests.support.kafka import dead_letters, read_topic, running_consumer
 from tests.support.ledger import assert_ledger_matches, wait_consumed
+
+# Each waits on a real consumer group or a relay's poll loop: the full run only.
+pytestmark = pytest.mark.slow
 
 Headers = list[tuple[str, bytes]]
 STRUCTURED: Headers = [("content-type", b"application/cloudevents+json")]

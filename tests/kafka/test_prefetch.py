@@ -23,6 +23,9 @@ from tests.support.kafka import encode_mixed, produce_stream, running_consumer
 from tests.support.ledger import applied_offsets, assert_ledger_matches, wait_consumed
 from tests.support.waiting import PATIENCE, wait_for
 
+# Each waits on a real consumer group or a relay's poll loop: the full run only.
+pytestmark = pytest.mark.slow
+
 PARTITIONS = 3
 
 

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import orjson
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,6 +26,9 @@ from tests.support.events import make_event
 from tests.support.kafka import read_topic
 from tests.support.waiting import wait_for
 from tests.webhooks.receiver import Receiver
+
+# Each waits on a real consumer group or a relay's poll loop: the full run only.
+pytestmark = pytest.mark.slow
 
 
 async def _pending(engine: AsyncEngine) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.application import Relbank
@@ -57,6 +58,7 @@ async def _seeded(engine: AsyncEngine, database_url: str, policy: Policy, made: 
     return app
 
 
+@pytest.mark.slow
 async def test_the_seeded_mix_has_risk_recoveries_segments_and_history(
     clean: AsyncEngine, database_url: str, default_policy: Policy
 ) -> None:

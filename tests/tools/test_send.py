@@ -26,6 +26,7 @@ def _write(path: Path, events: list[dict[str, Any]], *extra: bytes) -> Path:
     return path
 
 
+@pytest.mark.slow
 async def test_send_to_kafka_in_both_modes(
     kafka_settings: Settings,
     engine: AsyncEngine,

@@ -31,6 +31,9 @@ from tests.support.policy import make_policy
 from tests.support.waiting import wait_for
 from tests.webhooks.receiver import HANG, Receiver, Request
 
+# Each waits on a real consumer group or a relay's poll loop: the full run only.
+pytestmark = pytest.mark.slow
+
 FAST_RETRIES: dict[str, Any] = {
     "webhook_timeout_seconds": 1.0,
     "webhook_retry_base_seconds": 0.05,
