@@ -36,6 +36,9 @@ ATTEMPTS = 5
 PING_IDLE_SECONDS = 1.0
 
 
+IDLE_IN_TRANSACTION_MS = 60_000
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An engine whose pool pings a connection before use only when it has sat idle for over
     PING_IDLE_SECONDS (a restarted or vanished PostgreSQL, a server-side idle timeout), instead
@@ -46,7 +49,15 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        connect_args={"server_settings": {"application_name": "relbank"}},
+        connect_args={
+            "server_settings": {
+                "application_name": "relbank",
+                # An instance frozen mid-transaction (SIGSTOP, a paused VM) must not hold its
+                # locks for ever: the others would wait on them. Its transaction is aborted, and
+                # when it wakes the stored offsets refuse its stale batch.
+                "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
+            }
+        },
     )
     pool = engine.sync_engine.pool
     dialect = engine.sync_engine.dialect

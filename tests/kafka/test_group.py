@@ -17,6 +17,7 @@ from tests.support.ledger import (
     applied_offsets,
     assert_ledger_matches,
     assert_offsets_only_moved_forward,
+    drop_offset_audit,
     install_offset_audit,
     remove_offset_audit,
     wait_consumed,
@@ -101,6 +102,9 @@ async def test_two_and_three_instances_added_and_removed_during_the_stream(
         await wait_consumed(checker, s.consumer_group, len(stream.records), within=PATIENCE)
         b.stop()
         c.stop()
+    except BaseException:
+        await drop_offset_audit(checker)
+        raise
     finally:
         stream.cancel()
         for process in (a, b, c):
@@ -152,6 +156,9 @@ async def test_a_paused_instance_does_not_apply_its_stale_batch(
         await stream.stop()
         await wait_consumed(checker, s.consumer_group, len(stream.records), within=PATIENCE)
         a.stop()
+    except BaseException:
+        await drop_offset_audit(checker)
+        raise
     finally:
         stream.cancel()
         a.kill()

@@ -126,6 +126,14 @@ async def remove_offset_audit(engine: AsyncEngine) -> None:
         await conn.execute(text("DROP TRIGGER IF EXISTS test_offset_audit ON consumer_offsets"))
 
 
+async def drop_offset_audit(engine: AsyncEngine) -> None:
+    """Leave the database as migrations made it (a failed test never reads the audit)."""
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP TRIGGER IF EXISTS test_offset_audit ON consumer_offsets"))
+        await conn.execute(text("DROP TABLE IF EXISTS test_offset_audit"))
+        await conn.execute(text("DROP FUNCTION IF EXISTS test_offset_audit()"))
+
+
 async def assert_offsets_only_moved_forward(engine: AsyncEngine, group: str) -> int:
     """No committed batch ever moved a stored offset backwards or kept it (what a stale batch
     applied by a zombie would do); returns how many moves were committed."""
