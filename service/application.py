@@ -174,7 +174,9 @@ class Relbank(CustomerReads):
             await offsets.compare_and_set(conn, group, moves)
             if not batch:
                 return pipeline.Applied([], [])
-            applied = await self._apply(conn, batch, "kafka", *await self._writing(conn))
+            applied = await self._apply(
+                conn, batch, "kafka", *await self._writing(conn), balances=False
+            )
             await before_commit(_refused(applied.results))
             return applied
 
@@ -186,7 +188,7 @@ class Relbank(CustomerReads):
             for event in batch:
                 try:
                     async with conn.begin_nested():
-                        one = await self._apply(conn, [event], "kafka", *active)
+                        one = await self._apply(conn, [event], "kafka", *active, balances=False)
                 except DBAPIError as exc:
                     if not refused_data(exc):
                         raise
@@ -335,9 +337,16 @@ class Relbank(CustomerReads):
         generation: int,
         *,
         now: datetime | None = None,
+        balances: bool = True,
     ) -> pipeline.Applied:
         return await pipeline.apply_batch(
-            conn, batch, policy=policy, path=path, generation=generation, now=now
+            conn,
+            batch,
+            policy=policy,
+            path=path,
+            generation=generation,
+            now=now,
+            balances=balances,
         )
 
     @staticmethod

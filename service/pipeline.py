@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,8 +23,7 @@ from service.storage import events as event_store
 ResultOutcome = Literal["applied", "duplicate", "unweighted", "rejected", "conflict"]
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
+class Result(NamedTuple):
     """What happened to one submitted event."""
 
     outcome: ResultOutcome
@@ -92,9 +91,11 @@ async def apply_batch(
     path: str,
     generation: int,
     now: datetime | None = None,
+    balances: bool = True,
 ) -> Applied:
     """Store, weigh and post a batch of valid events in the caller's transaction, into the
-    ledger `generation` (at `now`: the present unless history is being seeded).
+    ledger `generation` (at `now`: the present unless history is being seeded). Without
+    `balances` the results carry none (the Kafka path has nobody to tell).
 
     Duplicates (same (source, id), same content) are reported and change nothing; conflicts
     (same pair, other content) are reported and change nothing; everything else is booked once.
@@ -119,7 +120,9 @@ async def apply_batch(
     await record_alerts(conn, booking.alerts)
     # Each result reports the balance right after its event: earlier events of the batch count,
     # later ones do not.
-    latest = {customer: a.balance(now, policy) for customer, a in known.items()}
+    latest: dict[str, float] = (
+        {customer: a.balance(now, policy) for customer, a in known.items()} if balances else {}
+    )
 
     def balance(customer_id: str) -> float | None:
         return latest.get(customer_id)
@@ -132,7 +135,8 @@ async def apply_batch(
         if seq is not None and key not in booked:
             booked.add(key)
             outcome = booking.results[seq].outcome
-            latest[event.customer_id] = booking.results[seq].balance
+            if balances:
+                latest[event.customer_id] = booking.results[seq].balance(now, policy)
             results.append(
                 Result(
                     outcome, event.source, event.id, event.customer_id, balance(event.customer_id)

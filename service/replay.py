@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -85,7 +85,7 @@ async def replay(
         old = before.get(customer_id)
         if old is not None:
             # Alerts already raised are facts: carry the status forward and evaluate it once.
-            account = replace(account, status=old.status, status_since=old.status_since)
+            account = account._replace(status=old.status, status_since=old.status_since)
         account, alert = settle(account, policy, now=now, cause=cause)
         settled.append(account)
         if alert:

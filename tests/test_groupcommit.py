@@ -4,7 +4,6 @@ own results after the commit, and the outcome is that of the requests serialised
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -74,7 +73,7 @@ async def test_a_failed_shared_transaction_fails_only_the_member_at_fault(
     app = grouped(clean, default_policy)
     good1, bad, good2 = decoded([make_event(id=f"e{i}", subject=f"c{i}") for i in range(3)])
     # Validation stops a NUL; this one gets past it, as a bug would let something through.
-    bad = dataclasses.replace(bad, encoded=b'{"x": "\\u0000"}')
+    bad = bad._replace(encoded=b'{"x": "\\u0000"}')
     outcomes = await asyncio.gather(
         app.ingest([good1], path="http"),
         app.ingest([bad], path="http"),

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 SECONDS_PER_DAY = 86_400.0
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -23,8 +23,7 @@ def decay(elapsed: timedelta, half_life_days: float | None) -> float:
     return math.pow(2.0, -elapsed.total_seconds() / (half_life_days * SECONDS_PER_DAY))
 
 
-@dataclass(frozen=True, slots=True)
-class Projection:
+class Projection(NamedTuple):
     """An account's balance as a reference pair; `ref_time` is None before any entry."""
 
     ref_balance: float = 0.0

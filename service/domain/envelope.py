@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -95,8 +94,8 @@ class CloudEvent(BaseModel):
     dataschema: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+# A NamedTuple: see `ledger.StoredEvent`.
+class Event(NamedTuple):
     """A valid interaction event, ready to weigh and store."""
 
     source: str

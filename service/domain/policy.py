@@ -6,9 +6,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -132,8 +131,7 @@ def load_policy(path: Path | None = None) -> Policy:
 Outcome = Literal["applied", "unweighted"]
 
 
-@dataclass(frozen=True, slots=True)
-class Weighing:
+class Weighing(NamedTuple):
     """What the policy makes of one event."""
 
     amount: float

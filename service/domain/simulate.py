@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from service.domain.alerts import Status
@@ -134,7 +134,7 @@ class Simulation:
             # New since the accounts were read (not in one snapshot): a new account starts ok.
             simulated, _ = settle(rebuilt, self.policy, now=self.at, cause=_REBUILD)
         else:
-            carried = replace(rebuilt, status=now.status, status_since=now.status_since)
+            carried = rebuilt._replace(status=now.status, status_since=now.status_since)
             simulated, _ = settle(carried, self.policy, now=self.at, cause=_REBUILD)
         return Mover(
             customer_id=customer_id,

@@ -29,7 +29,7 @@ def test_each_event_of_a_batch_has_the_balance_after_it() -> None:
         make_stored_event(seq=5, type="support.resolved_first_contact"),  # +6 x 1.5
     ]
     booking = book(events, {"c1": make_account(balance=100)}, policy, now=NOW)
-    assert {seq: r.balance for seq, r in booking.results.items()} == {
+    assert {seq: r.balance(NOW, policy) for seq, r in booking.results.items()} == {
         1: 106,
         2: 94,
         3: 15,
@@ -84,8 +84,8 @@ def test_each_balance_is_the_formula_over_what_arrived_up_to_it(
             if e.customer_id == c and (e.event_seq is None or e.event_seq <= event.seq)
         ]
         expected = balance_from_entries(prior + so_far, NOW, policy.half_life_days)
-        actual = booking.results[event.seq].balance
+        actual = booking.results[event.seq].balance(NOW, policy)
         assert math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-9)
     for c, account in booking.accounts.items():
         last = max(e.seq for e in stored if e.customer_id == c)
-        assert booking.results[last].balance == account.balance(NOW, policy)
+        assert booking.results[last].balance(NOW, policy) == account.balance(NOW, policy)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from hypothesis import assume, given
@@ -133,7 +132,7 @@ def test_a_crossing_from_before_the_status_was_taken_is_dated_now() -> None:
     """An account left unevaluated (replay) can lie past its crossing: that crossing predates its
     status, so the transition is the present evaluation, at `now`."""
     policy = fast_policy(at_risk_below=5, recover_at_or_above=8)
-    account = replace(make_account(balance=20, at=T0), status_since=T0 + timedelta(seconds=25))
+    account = make_account(balance=20, at=T0)._replace(status_since=T0 + timedelta(seconds=25))
     now = T0 + timedelta(seconds=30)
     swept, alert = settle(account, policy, now=now, cause=None)
     assert alert is not None
