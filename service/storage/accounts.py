@@ -12,11 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.balance import Projection
 from service.domain.ledger import Account
-from service.storage.db import as_dbapi_error, driver_connection, json_rows
+from service.storage.db import as_dbapi_error, driver_connection, stage
 
 COLUMNS = (
     "customer_id, segment, ref_balance, ref_time, status, status_since, opened_at, "
     "last_event_at, entries, next_transition_at, rank_sign, rank_value"
+)
+# The staging table `save` copies a batch into (`db.stage`), in the order of COLUMNS.
+_STAGED = (
+    "customer_id text, segment text, ref_balance float8, ref_time timestamptz, status text, "
+    "status_since timestamptz, opened_at timestamptz, last_event_at timestamptz, entries int, "
+    "next_transition_at timestamptz, rank_sign smallint, rank_value float8"
 )
 # (rank_sign, rank_value, customer_id): the time-invariant "lowest balance first" order.
 RankKey = tuple[int, float, str]
@@ -73,16 +79,33 @@ async def load(conn: AsyncConnection, customer_ids: Iterable[str]) -> dict[str, 
 async def save(conn: AsyncConnection, accounts: Sequence[Account]) -> None:
     if not accounts:
         return
-    # One JSON parameter rather than an array per column: see `events.insert_events`.
-    await conn.execute(
-        text(
+    raw = await stage(
+        conn,
+        "relbank_staged_accounts",
+        _STAGED,
+        [
+            (
+                a.customer_id,
+                a.segment,
+                a.projection.ref_balance,
+                a.projection.ref_time,
+                a.status,
+                a.status_since,
+                a.opened_at,
+                a.last_event_at,
+                a.entries,
+                a.next_transition_at,
+                a.rank[0],
+                a.rank[1],
+            )
+            for a in accounts
+        ],
+    )
+    try:
+        await raw.execute(
             f"""
             INSERT INTO accounts ({COLUMNS}, updated_at)
-            SELECT *, now() FROM json_to_recordset(CAST(:rows AS json)) AS t(
-                customer_id text, segment text, ref_balance float8, ref_time timestamptz,
-                status text, status_since timestamptz, opened_at timestamptz,
-                last_event_at timestamptz, entries int, next_transition_at timestamptz,
-                rank_sign smallint, rank_value float8)
+            SELECT {COLUMNS}, now() FROM relbank_staged_accounts
             ON CONFLICT (customer_id) DO UPDATE SET
                 segment = EXCLUDED.segment, ref_balance = EXCLUDED.ref_balance,
                 ref_time = EXCLUDED.ref_time, status = EXCLUDED.status,
@@ -91,27 +114,9 @@ async def save(conn: AsyncConnection, accounts: Sequence[Account]) -> None:
                 rank_sign = EXCLUDED.rank_sign, rank_value = EXCLUDED.rank_value,
                 updated_at = now()
             """
-        ),
-        {
-            "rows": json_rows(
-                {
-                    "customer_id": a.customer_id,
-                    "segment": a.segment,
-                    "ref_balance": a.projection.ref_balance,
-                    "ref_time": a.projection.ref_time,
-                    "status": a.status,
-                    "status_since": a.status_since,
-                    "opened_at": a.opened_at,
-                    "last_event_at": a.last_event_at,
-                    "entries": a.entries,
-                    "next_transition_at": a.next_transition_at,
-                    "rank_sign": a.rank[0],
-                    "rank_value": a.rank[1],
-                }
-                for a in accounts
-            )
-        },
-    )
+        )
+    except asyncpg.PostgresError as exc:
+        raise as_dbapi_error("INSERT accounts", exc) from exc
 
 
 async def load_all(conn: AsyncConnection) -> dict[str, Account]:

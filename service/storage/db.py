@@ -6,12 +6,11 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import asyncpg
-import orjson
 from asyncpg.exceptions import InterfaceError as AsyncpgInterfaceError
 from asyncpg.exceptions import InternalClientError
 from sqlalchemy import event, text
@@ -80,19 +79,33 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return engine
 
 
-def json_rows(rows: Iterable[dict[str, Any]]) -> str:
-    """Rows as one JSON array of objects, for `json_to_recordset` in a statement: for a batch,
-    far cheaper to encode than one array parameter per column. Times must be aware (orjson
-    writes them RFC 3339 with their offset)."""
-    return orjson.dumps(list(rows)).decode()
-
-
 async def driver_connection(conn: AsyncConnection) -> Any:
     """The asyncpg connection under `conn`, its transaction begun (the driver begins it with the
     first statement): for COPY, and for reads of many rows without SQLAlchemy's row objects."""
     raw: Any = (await conn.get_raw_connection()).driver_connection
     if not raw.is_in_transaction():
         await conn.execute(text("SELECT 1"))
+    return raw
+
+
+async def stage(
+    conn: AsyncConnection, table: str, columns: str, records: Sequence[tuple[Any, ...]]
+) -> Any:
+    """COPY `records` into `table`, a temporary table of the session (`columns` its column
+    definitions; created on first use, emptied by every commit), in the caller's transaction,
+    for one statement to take the batch from. Returns the driver connection.
+
+    For a batch this beats a JSON parameter read with `json_to_recordset` by about a fifth, for
+    PostgreSQL and Python alike (measured; issue 8). `IF NOT EXISTS` each time rather than once
+    per connection: a rolled-back transaction takes a table it created along."""
+    raw = await driver_connection(conn)
+    try:
+        await raw.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {table} ({columns}) ON COMMIT DELETE ROWS"
+        )
+        await raw.copy_records_to_table(table, records=records)
+    except asyncpg.PostgresError as exc:
+        raise as_dbapi_error(f"COPY {table}", exc) from exc
     return raw
 
 

@@ -213,3 +213,23 @@ async def test_the_grants_of_relbank_runtime(clean: AsyncEngine) -> None:
         expected = {"SELECT", "INSERT"} | (set() if table in append_only else {"UPDATE"})
         expected |= {"DELETE"} if table == "webhooks" else set()
         assert granted[table] == expected, table
+
+
+async def test_relbank_runtime_may_stage_batches_even_where_public_may_not(
+    clean: AsyncEngine,
+) -> None:
+    """Batches are copied into temporary tables first; the grant is the role's own, so a
+    database that revoked TEMPORARY from PUBLIC still lets the service write."""
+    async with clean.connect() as conn:
+        own = await conn.execute(
+            text(
+                """
+                SELECT EXISTS (
+                    SELECT 1 FROM pg_database d, aclexplode(d.datacl) a
+                    WHERE d.datname = current_database()
+                      AND a.grantee = 'relbank_runtime'::regrole
+                      AND a.privilege_type = 'TEMPORARY')
+                """
+            )
+        )
+        assert own.scalar_one()
