@@ -76,6 +76,24 @@ async def load(conn: AsyncConnection, customer_ids: Iterable[str]) -> dict[str, 
     return {r[0]: from_row(r) for r in rows}
 
 
+def as_row(a: Account) -> tuple[Any, ...]:
+    """An account as a row of COLUMNS."""
+    return (
+        a.customer_id,
+        a.segment,
+        a.projection.ref_balance,
+        a.projection.ref_time,
+        a.status,
+        a.status_since,
+        a.opened_at,
+        a.last_event_at,
+        a.entries,
+        a.next_transition_at,
+        a.rank[0],
+        a.rank[1],
+    )
+
+
 async def save(conn: AsyncConnection, accounts: Sequence[Account]) -> None:
     if not accounts:
         return
@@ -83,23 +101,7 @@ async def save(conn: AsyncConnection, accounts: Sequence[Account]) -> None:
         conn,
         "relbank_staged_accounts",
         _STAGED,
-        [
-            (
-                a.customer_id,
-                a.segment,
-                a.projection.ref_balance,
-                a.projection.ref_time,
-                a.status,
-                a.status_since,
-                a.opened_at,
-                a.last_event_at,
-                a.entries,
-                a.next_transition_at,
-                a.rank[0],
-                a.rank[1],
-            )
-            for a in accounts
-        ],
+        [as_row(a) for a in accounts],
     )
     try:
         await raw.execute(

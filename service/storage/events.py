@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from sqlalchemy import text
@@ -27,6 +28,23 @@ class ExistingEvent:
     customer_id: str
 
 
+def as_row(e: Event) -> tuple[Any, ...]:
+    """An event as the store keeps it: source, event_id, customer_id, type, time, effective_at,
+    received_at, magnitude, content_hash, envelope (as it was validated and hashed)."""
+    return (
+        e.source,
+        e.id,
+        e.customer_id,
+        e.type,
+        e.time,
+        e.effective_at,
+        e.received_at,
+        e.magnitude,
+        e.content_hash,
+        e.encoded.decode(),
+    )
+
+
 async def insert_events(
     conn: AsyncConnection, events: Sequence[Event], *, path: str
 ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], ExistingEvent]]:
@@ -41,23 +59,7 @@ async def insert_events(
         conn,
         "relbank_staged_events",
         _STAGED,
-        [
-            (
-                n,
-                e.source,
-                e.id,
-                e.customer_id,
-                e.type,
-                e.time,
-                e.effective_at,
-                e.received_at,
-                e.magnitude,
-                e.content_hash,
-                # Stored as it was validated (and hashed), not encoded again.
-                e.encoded.decode(),
-            )
-            for n, e in enumerate(events)
-        ],
+        [(n, *as_row(e)) for n, e in enumerate(events)],
     )
     try:
         rows = await raw.fetch(

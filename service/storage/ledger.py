@@ -15,7 +15,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.domain.ledger import Booking
+from service.domain.ledger import Booking, Entry
 from service.storage.db import as_dbapi_error, driver_connection
 
 # An entry as the ledger endpoint shows it (times still as datetimes).
@@ -41,29 +41,31 @@ COLUMNS = (
 )
 
 
+def as_row(e: Entry, generation: int) -> tuple[Any, ...]:
+    """A ledger entry as a row of COLUMNS."""
+    return (
+        generation,
+        e.customer_id,
+        e.event_seq,
+        e.source,
+        e.id,
+        e.type,
+        e.pillar,
+        e.amount,
+        e.effective_at,
+        e.policy_version,
+        e.outcome,
+        e.reason,
+    )
+
+
 async def insert(conn: AsyncConnection, booking: Booking, *, generation: int) -> None:
     """Append the booking's entries with COPY (no conflicts to handle; measured faster than an
     INSERT from `unnest`), in the caller's transaction."""
     if not booking.entries:
         return
     raw = await driver_connection(conn)
-    records = [
-        (
-            generation,
-            e.customer_id,
-            e.event_seq,
-            e.source,
-            e.id,
-            e.type,
-            e.pillar,
-            e.amount,
-            e.effective_at,
-            e.policy_version,
-            e.outcome,
-            e.reason,
-        )
-        for e in booking.entries
-    ]
+    records = [as_row(e, generation) for e in booking.entries]
     try:
         await raw.copy_records_to_table("ledger_entries", columns=COLUMNS, records=records)
     except asyncpg.PostgresError as exc:

@@ -17,6 +17,9 @@ from typing import Any
 from service.domain.envelope import Event, validate
 from service.domain.ledger import Account, StoredEvent, book
 from service.domain.policy import Policy
+from service.storage import accounts as accounts_store
+from service.storage import events as events_store
+from service.storage import ledger as ledger_store
 from service.storage.policies import FIRST_GENERATION
 
 DAYS = 180
@@ -118,58 +121,11 @@ def rows(events: Sequence[Event], policy: Policy, batch: int) -> Iterator[Rows]:
                     seq, e.source, e.id, e.type, e.customer_id, e.effective_at, e.data, e.magnitude
                 )
             )
-            event_rows.append(
-                (
-                    seq,
-                    e.source,
-                    e.id,
-                    e.customer_id,
-                    e.type,
-                    e.time,
-                    e.effective_at,
-                    e.received_at,
-                    e.magnitude,
-                    e.content_hash,
-                    e.encoded.decode(),
-                    "kafka",
-                )
-            )
+            event_rows.append((seq, *events_store.as_row(e), "kafka"))
         booking = book(stored, accounts, policy, now=datetime.now(UTC))
         accounts.update(booking.accounts)
         yield Rows(
             event_rows,
-            [
-                (
-                    FIRST_GENERATION,
-                    x.customer_id,
-                    x.event_seq,
-                    x.source,
-                    x.id,
-                    x.type,
-                    x.pillar,
-                    x.amount,
-                    x.effective_at,
-                    x.policy_version,
-                    x.outcome,
-                    x.reason,
-                )
-                for x in booking.entries
-            ],
-            [
-                (
-                    a.customer_id,
-                    a.segment,
-                    a.projection.ref_balance,
-                    a.projection.ref_time,
-                    a.status,
-                    a.status_since,
-                    a.opened_at,
-                    a.last_event_at,
-                    a.entries,
-                    a.next_transition_at,
-                    a.rank[0],
-                    a.rank[1],
-                )
-                for a in booking.accounts.values()
-            ],
+            [ledger_store.as_row(x, FIRST_GENERATION) for x in booking.entries],
+            [accounts_store.as_row(a) for a in booking.accounts.values()],
         )
