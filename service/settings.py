@@ -127,6 +127,14 @@ class Settings(BaseSettings):
     consumer_max_records: int = Field(
         default=1000, ge=1, le=100_000, description="Most records the consumer applies per batch."
     )
+    consumer_members: int = Field(
+        default=3,
+        ge=1,
+        le=32,
+        description="Members of the consumer group this process runs. Each takes a share of "
+        "the partitions (the partition count bounds how many do work); with more than one, "
+        "PostgreSQL applies one member's batch while Python prepares another's.",
+    )
     consumer_stuck_seconds: Seconds = Field(
         default=120.0,
         gt=0,

@@ -6,7 +6,8 @@ meanwhile (another instance owns the partition now, or this one was paused past 
 a zombie) rolls back and nothing of it is applied. On assignment the consumer seeks to what
 PostgreSQL says. The parts: `partitions` (assignment, stored offsets, lost data), `batches`
 (decode, dead letters, apply), `prefetch` (the next records fetched and decoded while a batch is
-applied), `checkpoint` (offsets to Kafka, for lag tooling only).
+applied), `checkpoint` (offsets to Kafka, for lag tooling only), `members` (several members of
+the group in one process, and what they report together).
 
 A poison record never stops its partition: besides invalid envelopes, an event the database
 refuses to store is found by applying the batch again event by event in savepoints and
@@ -30,12 +31,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from service import metrics
 from service.errors import summary
 from service.kafka import batches, lenient
 from service.kafka.batches import Decoded
 from service.kafka.checkpoint import KafkaCheckpoint
 from service.kafka.client import kafka_kwargs, make_producer
+from service.kafka.members import Members
 from service.kafka.partitions import PartitionTracker, names
 from service.kafka.prefetch import Prefetch, Records
 from service.logs import failure
@@ -70,8 +71,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class KafkaIngest:
     """One consumer instance: a member of the group, applying batches to the ledger."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, *, members: Members | None = None, member: int = 0) -> None:
         self.rt = rt
+        self.members = members or Members(rt.not_ready, 1)
+        self.member = member
         self.settings = rt.settings
         self.consumer: Any = None
         self.producer: Any = None
@@ -86,11 +89,18 @@ class KafkaIngest:
         self.total_lag = 0
         self.last_progress = time.time()
 
+    def _report(self, key: str, reason: str | None) -> None:
+        self.members.report(key, self.member, reason)
+
+    def _progressed(self) -> None:
+        self.last_progress = time.time()
+        self.members.progressed(self.member, self.last_progress)
+
     # ---- life cycle ----------------------------------------------------------------------
 
     async def run(self) -> None:
         """Until cancelled: connect, consume; on a broker failure reconnect with backoff."""
-        metrics.CONSUMER_LAST_PROGRESS.set(self.last_progress)
+        self._progressed()
         attempt = 0
         while True:
             started = time.monotonic()
@@ -102,7 +112,7 @@ class KafkaIngest:
                 # A session that ran a while before failing starts the backoff again.
                 attempt = 1 if time.monotonic() - started > 60 else attempt + 1
                 reason = summary(exc)
-                self.rt.not_ready[READY_KAFKA] = reason
+                self._report(READY_KAFKA, reason)
                 delay = backoff(attempt)
                 log.error("consumer: Kafka session failed (%s); retrying in %.1fs", reason, delay)
                 await asyncio.sleep(delay)
@@ -130,7 +140,7 @@ class KafkaIngest:
             self.consumer, self.producer = consumer, producer
             consumer.subscribe([s.input_topic], listener=_Listener(self))
             await consumer.start()
-            self.rt.not_ready.pop(READY_KAFKA, None)
+            self._report(READY_KAFKA, None)
             log.info(
                 "consumer: joined group %s on %s (%s)",
                 s.consumer_group,
@@ -263,8 +273,7 @@ class KafkaIngest:
         self.total_lag = self.tracker.observe_lag()
         if applied or (self.total_lag == 0 and not self.tracker.unsynced):
             # Progress: a batch applied, or nothing left to do.
-            self.last_progress = time.time()
-            metrics.CONSUMER_LAST_PROGRESS.set(self.last_progress)
+            self._progressed()
         self._refresh_readiness()
         if applied:
             async with self.lock:
@@ -282,7 +291,7 @@ class KafkaIngest:
     async def _failed(self, doing: str, exc: BaseException) -> None:
         self.failures += 1
         self.failure = f"{doing} failed: {summary(exc)}"
-        self.rt.not_ready[READY_CONSUMER] = self.failure
+        self._report(READY_CONSUMER, self.failure)
         async with self.lock:
             self.tracker.resync_all()
         delay = backoff(self.failures)
@@ -298,15 +307,16 @@ class KafkaIngest:
     def _refresh_readiness(self) -> None:
         stuck_for = time.time() - self.last_progress
         if self.failure:
-            self.rt.not_ready[READY_CONSUMER] = self.failure
+            self._report(READY_CONSUMER, self.failure)
         elif stuck_for > self.settings.consumer_stuck_seconds and (
             self.total_lag > 0 or self.tracker.unsynced
         ):
-            self.rt.not_ready[READY_CONSUMER] = (
-                f"no progress for {stuck_for:.0f}s with {self.total_lag} records of lag"
+            self._report(
+                READY_CONSUMER,
+                f"no progress for {stuck_for:.0f}s with {self.total_lag} records of lag",
             )
         else:
-            self.rt.not_ready.pop(READY_CONSUMER, None)
+            self._report(READY_CONSUMER, None)
 
     async def _watch(self) -> None:
         """Readiness while the loop may be blocked: stuck detection, and a broker probe."""
@@ -322,13 +332,27 @@ class KafkaIngest:
                     await self.consumer.topics()
             except Exception as exc:
                 reason = f"broker unreachable: {summary(exc)}"
-                if self.rt.not_ready.get(READY_KAFKA) != reason:
+                if self.members.reason(READY_KAFKA, self.member) != reason:
                     log.warning("consumer: %s", reason)
-                self.rt.not_ready[READY_KAFKA] = reason
+                self._report(READY_KAFKA, reason)
             else:
-                self.rt.not_ready.pop(READY_KAFKA, None)
+                self._report(READY_KAFKA, None)
+
+
+def members_of(rt: Runtime) -> list[KafkaIngest]:
+    """The configured number of group members (`members`), reporting together."""
+    count = rt.settings.consumer_members
+    members = Members(rt.not_ready, count)
+    return [KafkaIngest(rt, members=members, member=m) for m in range(count)]
+
+
+async def run_members(ingests: list[KafkaIngest]) -> None:
+    """Run every member until cancelled, which cancels them all."""
+    async with asyncio.TaskGroup() as group:
+        for ingest in ingests:
+            group.create_task(ingest.run())
 
 
 async def run_consumer(rt: Runtime) -> None:
     """The background service `relbank serve --role consumer|all` runs when Kafka is set."""
-    await KafkaIngest(rt).run()
+    await run_members(members_of(rt))

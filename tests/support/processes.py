@@ -19,7 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class ConsumerProcess:
-    """`relbank serve --role consumer` as a child process, with its own HTTP port (/readyz)."""
+    """`relbank serve --role consumer` as a child process, with its own HTTP port (/readyz).
+
+    One member of the group per process unless `env` says otherwise: these tests are about
+    instances (tests/kafka/test_members.py is about several in one process)."""
 
     def __init__(self, settings: Settings, log_dir: Path, name: str, **env: str) -> None:
         LEFTOVERS.append(self)
@@ -42,6 +45,7 @@ class ConsumerProcess:
             "RELBANK_AUTH": "disabled",
             "RELBANK_PORT": str(self.port),
             "RELBANK_LOG_LEVEL": "INFO",
+            "RELBANK_CONSUMER_MEMBERS": "1",
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -67,7 +67,8 @@ def test_each_mode_runs_and_reports(
         assert rows[0]["events"] == expected
         assert all(r["rate"] > 0 for r in rows)
     if kind == "kafka":
-        assert rows[0]["peak_lag"] > 0
+        # As the consumer reported it when scraped: a small run may be applied between scrapes.
+        assert 0 <= rows[0]["peak_lag"] <= expected
         assert rows[0]["rss_mb"] > 0
 
 

@@ -92,6 +92,9 @@ def _read_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=20)
 
 
+_MEMBERS = "group members per consumer process (default: RELBANK_CONSUMER_MEMBERS)"
+
+
 def add_parser(sub: Any) -> None:
     bench = sub.add_parser("bench", help="load generation and measurement (see --help)")
     kinds = bench.add_subparsers(dest="kind", required=True)
@@ -100,6 +103,7 @@ def add_parser(sub: Any) -> None:
     _common(kafka, 100_000, 10_000)
     kafka.add_argument("--partitions", type=int, default=3)
     kafka.add_argument("--instances", type=int, default=1, help="consumer processes")
+    kafka.add_argument("--members", type=int, help=_MEMBERS)
 
     http = kinds.add_parser("http", help="HTTP ingest: batches and single events")
     _common(http, 20_000, 5_000)
@@ -122,6 +126,7 @@ def add_parser(sub: Any) -> None:
     _http_options(everything)
     _read_options(everything)
     everything.add_argument("--partitions", type=int, default=3)
+    everything.add_argument("--members", type=int, help=_MEMBERS)
     everything.add_argument("--baseline-events", type=int, default=3_000)
     everything.add_argument("--http-events", type=int, default=20_000)
     everything.add_argument(

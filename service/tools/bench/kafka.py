@@ -71,6 +71,7 @@ async def run_kafka(
     customers: int,
     partitions: int,
     instances: int = 1,
+    members: int | None = None,
     within: float = 1800,
 ) -> Row:
     if not tgt.kafka_bootstrap:
@@ -79,7 +80,11 @@ async def run_kafka(
     await ensure_topics(settings, partitions=partitions)
     data = workload.corpus(policy, events=events, customers=customers, source=tgt.source("kafka"))
     await produce(settings, data, "kafka: produce")
-    servers = [Server(tgt, "consumer", **topics(tgt, "kafka")) for _ in range(instances)]
+    members = members or settings.consumer_members
+    servers = [
+        Server(tgt, "consumer", consumer_members=members, **topics(tgt, "kafka"))
+        for _ in range(instances)
+    ]
     usage = Usage([s.process for s in servers], await Usage.find_postgres(tgt.database_url))
     try:
         async with httpx.AsyncClient(timeout=30) as client:
@@ -93,7 +98,10 @@ async def run_kafka(
     row.errors = workload.distinct(data) - await stored_events(
         tgt.database_url, tgt.source("kafka")
     )
-    row.name = f"kafka: {partitions} partitions, {instances} consumer" + "s" * (instances > 1)
+    row.name = (
+        f"kafka: {partitions} partitions, {instances} process{'es' * (instances > 1)} "
+        f"x {members} member{'s' * (members > 1)}"
+    )
     return row
 
 

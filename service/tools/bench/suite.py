@@ -28,6 +28,7 @@ async def kafka(tgt: Target, policy: Policy, args: Args) -> list[Row]:
             customers=args.customers,
             partitions=args.partitions,
             instances=getattr(args, "instances", 1),
+            members=args.members,
         )
     ]
 
