@@ -1,12 +1,13 @@
-"""A short way through for the hottest requests: `GET /v1/customers/{id}` answered 200, and
-`POST /v1/events` with a key that may write.
+"""A short way through for the hottest requests: `GET /v1/customers/{id}` and `POST /v1/events`
+once their id and key pass.
 
 Routing, dependency injection and the response class of the framework cost several times what
 a one-row read or a single event costs. This middleware (innermost: every other layer of
 `create_app` still sees the request) answers those itself, with the same checks, the same code
-and the same answers as their routes (`routes.get_customer`, `routes.post_events`): a read only
-when it is a 200, an ingest once its key is accepted. Anything else (a bad id, a missing key or
-scope, a customer never seen) goes on to the route, which answers it as ever.
+and the same answers as their routes (`routes.get_customer`, `routes.post_events`): a read once
+its id and key pass (the customer, or the 404 of one never seen), an ingest once its key is
+accepted. Anything else (a bad id, a missing key or scope) goes on to the route, which answers
+it as ever.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api import problems, routes
+from service.api import inputs, problems, routes
 from service.api.edge import CUSTOMERS_PREFIX, SegmentConvertor
 from service.api.problems import Problem
 from service.api.views import customer_view
-from service.domain.envelope import InvalidEvent, check_customer_id
 
 EVENTS = "/v1/events"
 _SEGMENT = SegmentConvertor()
@@ -51,29 +51,31 @@ class HotPaths:
                 path.startswith(CUSTOMERS_PREFIX)
                 and segment
                 and "/" not in segment
-                and await self._customer(scope, send, segment)
+                and await self._customer(scope, receive, send, segment)
             ):
                 return
         await self.app(scope, receive, send)
 
-    async def _customer(self, scope: Scope, send: Send, segment: str) -> bool:
-        """Answer GET /v1/customers/{segment} if it is a 200; False when the route must."""
+    async def _customer(self, scope: Scope, receive: Receive, send: Send, segment: str) -> bool:
+        """Answer GET /v1/customers/{segment} once its id and key pass; False when the route
+        must."""
         app: Any = scope["app"]
         try:
             customer_id = _SEGMENT.convert(segment)
             if len(customer_id) > _MAX_ID:
                 return False
-            customer_id.encode("utf-8")
-            customer_id = check_customer_id(customer_id)
+            customer_id = inputs.checked_customer_id(customer_id)
             app.state.authenticator.check(Request(scope), "read")
-        except (UnicodeError, InvalidEvent, Problem):
+        except (UnicodeError, Problem):
             return False
         rt = app.state.runtime
         account = await rt.app.account(customer_id)
-        if account is None:
-            return False
-        body = orjson.dumps(customer_view(account, rt.policy, datetime.now(UTC)))
         self._matched(scope, "get_customer")
+        if account is None:  # as the route answers it, without reading it again
+            request = Request(scope, receive)
+            await problems.answer(request, routes.never_seen(customer_id))(scope, receive, send)
+            return True
+        body = orjson.dumps(customer_view(account, rt.policy, datetime.now(UTC)))
         await send(
             {
                 "type": "http.response.start",

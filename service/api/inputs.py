@@ -46,12 +46,17 @@ async def customer_id(
     ],
 ) -> str:
     """The customer id of the path, under the same rule ingest applies to `subject`."""
+    return checked_customer_id(customer_id)
+
+
+def checked_customer_id(value: str) -> str:
+    """`value` (a decoded path segment) as a customer id, or a 422 problem saying why not."""
     try:
-        customer_id.encode("utf-8")
+        value.encode("utf-8")
     except UnicodeEncodeError:
         raise Problem(422, "the customer id is not percent-encoded UTF-8") from None
     try:
-        return check_customer_id(customer_id)
+        return check_customer_id(value)
     except InvalidEvent as exc:
         raise Problem(422, f"customer id: {exc.detail}", reason=exc.reason.value) from None
 

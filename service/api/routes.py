@@ -138,7 +138,7 @@ async def _apply(rt: Runtime, decoded: list[Event | pipeline.Result]) -> list[pi
     return results
 
 
-def _never_seen(customer_id: str) -> Problem:
+def never_seen(customer_id: str) -> Problem:
     return Problem(404, f"customer {customer_id!r} has never been seen")
 
 
@@ -152,7 +152,7 @@ async def get_balance(customer_id: CustomerId, rt: Rt, at: inputs.Time = None) -
     when = query_time(at, "at") or datetime.now(UTC)
     balance = await rt.app.balance_at(customer_id, when)
     if balance is None:
-        raise _never_seen(customer_id)
+        raise never_seen(customer_id)
     return JSONBody({"customer_id": customer_id, "at": rfc3339(when), "balance": balance})
 
 
@@ -172,7 +172,7 @@ async def get_ledger(
         after = decode_cursor(cursor, inputs.ledger_key)
     page = await rt.app.ledger_page(customer_id, limit=limit, after=after)
     if page is None:
-        raise _never_seen(customer_id)
+        raise never_seen(customer_id)
     items, last = page
     for item in items:
         item["effective_at"] = rfc3339(item["effective_at"])
@@ -197,7 +197,7 @@ async def get_drivers(customer_id: CustomerId, rt: Rt, since: inputs.Time = None
     when = query_time(since, "since")
     rows = await rt.app.drivers(customer_id, when)
     if rows is None:
-        raise _never_seen(customer_id)
+        raise never_seen(customer_id)
     total = _totals()
     pillars: dict[str, dict[str, Any]] = {}
     types: dict[str, dict[str, Any]] = {}
@@ -237,7 +237,7 @@ async def get_drivers(customer_id: CustomerId, rt: Rt, since: inputs.Time = None
 async def get_customer(customer_id: CustomerId, rt: Rt) -> JSONBody:
     account = await rt.app.account(customer_id)
     if account is None:
-        raise _never_seen(customer_id)
+        raise never_seen(customer_id)
     return JSONBody(customer_view(account, rt.policy, datetime.now(UTC)))
 
 

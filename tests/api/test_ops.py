@@ -80,8 +80,8 @@ async def test_metrics_have_bounded_labels_and_route_templates(client: httpx.Asy
     for line in http_lines:
         assert secret not in line, line
         assert "nobody-at-all" not in line, line
-    # The 200s of the customer read and of ingest are answered by `hotpath`, the rest by routes:
-    # both under the route's template.
+    # The customer read (found or not) and accepted ingest are answered by `hotpath`, the rest
+    # by routes: both under the route's template.
     for method, route, status in (
         ("GET", "/v1/customers/{customer_id}", 404),
         ("GET", "/v1/customers/{customer_id}", 200),

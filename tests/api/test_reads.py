@@ -75,7 +75,9 @@ async def test_unknown_customer_is_a_404_problem(client: httpx.AsyncClient) -> N
         "/v1/customers/nobody/ledger",
         "/v1/customers/nobody/drivers",
     ):
-        assert_problem(await client.get(path), status=404)
+        body = assert_problem(await client.get(path), status=404)
+        assert body["detail"] == "customer 'nobody' has never been seen", body
+        assert body["instance"] == path, body
 
 
 @pytest.mark.parametrize("customer", ["acme eu?x=1#2 é%20", "acme/eu", "/billing/eu/7"])
