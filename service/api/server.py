@@ -1,10 +1,12 @@
-"""The HTTP server: uvicorn with h11 and the limits a hostile client must not get past.
+"""The HTTP server: uvicorn with httptools (llhttp) and the limits a hostile client must not get
+past.
 
-httptools, uvicorn's faster parser, puts no bound on a request head; h11 does
-(`max_incomplete_event_size`), so a head that never ends costs at most MAX_HEADER_BYTES. On top of
-uvicorn's h11 protocol this adds: 431 problem details for a head over the cap (uvicorn answers a
-plain-text 400), a deadline for a request head, a bound on connections answered with problem
-details, and a lingering close, so a rejected client reads its answer instead of a reset.
+llhttp, uvicorn's fastest parser, puts no bound on a request head by itself; this counts it, so a
+head that never ends costs at most MAX_HEADER_BYTES and a read or two. On top of uvicorn's httptools
+protocol this adds: 431 problem details for a head over the cap and 400 problem details for one
+llhttp cannot parse (uvicorn answers plain text), a deadline for a request head, a bound on
+connections answered with problem details, and a lingering close, so a rejected client reads its
+answer instead of a reset.
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ import asyncio
 import logging
 from typing import Any
 
-import h11
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from service.api.edge import MAX_HEADER_BYTES
 from service.api.problems import PROBLEM_JSON, problem_body, send_problem
@@ -29,8 +30,9 @@ KEEP_ALIVE_SECONDS = 5
 LINGER_SECONDS = 2.0
 
 
-class RelbankHttp(H11Protocol):
-    """uvicorn's h11 protocol with the limits of README (class attributes, set per server)."""
+class RelbankHttp(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits of README (class attributes, set per
+    server)."""
 
     header_timeout: float = 10.0
     max_connections: int = 1000
@@ -40,6 +42,14 @@ class RelbankHttp(H11Protocol):
         self.app = self._bounded(self.app)
         self._head_timer: asyncio.TimerHandle | None = None
         self._discarding = False
+        # The client owes us a request head: from the connection, and again once a request
+        # was read in full.
+        self._awaiting_head = True
+        # Bytes of the awaited head read so far (llhttp keeps what it has not finished parsing).
+        # A head that arrives whole is measured by `edge.HeaderLimit`.
+        self._head_read = 0
+        self._head_over = False
+        self._heads_read = 0
 
     # The head deadline runs while the client owes us a request head: from the connection, or
     # from the first byte of the next request on a kept-alive one (idle time between requests
@@ -55,11 +65,33 @@ class RelbankHttp(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self._discarding:
             return
-        if self.conn.their_state is h11.IDLE and self._head_timer is None:
-            self._arm_head_timer()
+        began_in_head, heads = self._awaiting_head, self._heads_read
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
-            self._cancel_head_timer()
+        # Only a chunk that lies inside one head counts whole: one that ends a head (or a body)
+        # counts from the next, so the cap may be passed by at most a chunk.
+        if self._discarding or not began_in_head or self._heads_read != heads:
+            return
+        self._head_read += len(data)
+        if self._head_read > MAX_HEADER_BYTES:
+            self._head_over = True
+            self.send_400_response("request head over the cap")
+
+    # Parser callbacks
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_timer is None:
+            self._arm_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_head = False
+        self._heads_read += 1
+        self._head_read = 0
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._awaiting_head = True
+        super().on_message_complete()
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
@@ -72,29 +104,23 @@ class RelbankHttp(H11Protocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if self._awaiting_head and not self.transport.is_closing():
             log.info("http: closing a connection that sent no complete request head in time")
             self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to a request h11 cannot parse: problem details, 431 when the head
+        """uvicorn's answer to a request llhttp cannot parse: problem details, 431 when the head
         outgrew the cap."""
-        if len(self.conn.trailing_data[0]) > MAX_HEADER_BYTES:
+        if self._head_over:
             status, detail = 431, f"the request head is over {MAX_HEADER_BYTES} bytes"
         else:
             status, detail = 400, "invalid HTTP request"
         body = problem_body(status, detail)
-        headers = [
-            (b"content-type", PROBLEM_JSON.encode()),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]
-        for event in (
-            h11.Response(status_code=status, headers=headers),
-            h11.Data(data=body),
-            h11.EndOfMessage(),
-        ):
-            self.transport.write(self.conn.send(event) or b"")
+        head = (
+            f"content-type: {PROBLEM_JSON}\r\ncontent-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n"
+        )
+        self.transport.write(STATUS_LINE[status] + head.encode() + body)
         self._linger()
 
     def _linger(self) -> None:
@@ -144,6 +170,5 @@ def server_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         proxy_headers=True,
         http=protocol,
         ws="none",
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )

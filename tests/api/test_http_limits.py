@@ -134,6 +134,14 @@ async def test_ten_thousand_headers_are_a_431_problem(served: Served) -> None:
     assert_problem_answer(answer, 431)
     assert answer.headers["connection"] == "close"
 
+    # Just over the cap, sent at once: read whole, and refused all the same.
+    connection = await RawConnection.open(port)
+    try:
+        over = [(f"x-h-{i}", "v" * 100) for i in range(160)]
+        assert_problem_answer(await connection.request("GET", "/healthz", headers=over), 431)
+    finally:
+        connection.close()
+
     # Just under the cap is fine.
     connection = await RawConnection.open(port)
     try:
