@@ -9,6 +9,7 @@ the sweeper and the relays.
 from __future__ import annotations
 
 import collections
+import functools
 from importlib import metadata
 
 from prometheus_client import (
@@ -159,6 +160,22 @@ def exposition(*, worker: bool) -> bytes:
     """The text format of what a process serves; `worker`: with the worker's metrics."""
     text = generate_latest(REGISTRY)
     return text + generate_latest(WORKER_REGISTRY) if worker else text
+
+
+@functools.cache
+def _request_children(route: str, method: str, status: int) -> tuple[Histogram, Counter]:
+    # Bounded: route templates, the methods llhttp parses, HTTP statuses.
+    return (
+        HTTP_REQUEST_SECONDS.labels(route=route),
+        HTTP_REQUESTS.labels(route=route, method=method, status=str(status)),
+    )
+
+
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    # A labelled child is looked up once (labels() costs more than the observation itself).
+    latency, count = _request_children(route, method, status)
+    latency.observe(seconds)
+    count.inc()
 
 
 def count_results(path: str, outcomes: list[str]) -> None:

@@ -95,6 +95,10 @@ def create_app(
         redoc_url=None,
         # A redirect would be built from the Host header; a path with a trailing slash is a 404.
         redirect_slashes=False,
+        # Requests are traced by OpenTelemetry's FastAPI instrumentation when tracing is on
+        # (service.tracing) and measured by relbank's own metrics: FastAPI's native telemetry
+        # would record every request twice, and looks its providers up on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.authenticator = authenticator
     problems.install(app)
@@ -198,7 +202,6 @@ class HttpMetrics:
             matched = scope.get("route")
             # `path_format` drops the `:path` convertor, so the label is the plain template.
             route = getattr(matched, "path_format", None) or getattr(matched, "path", "unmatched")
-            metrics.HTTP_REQUEST_SECONDS.labels(route=route).observe(time.perf_counter() - started)
-            metrics.HTTP_REQUESTS.labels(
-                route=route, method=scope["method"], status=str(status)
-            ).inc()
+            metrics.observe_request(
+                str(route), scope["method"], status, time.perf_counter() - started
+            )
