@@ -90,7 +90,7 @@ class PartitionTracker:
 
     def stop(self) -> None:
         for tp in list(self.parts) + list(self.unsynced):
-            forget_lag(tp)
+            self._forget_lag(tp)
         self.parts.clear()
         self.unsynced.clear()
         self.consumer = None
@@ -104,7 +104,7 @@ class PartitionTracker:
         for tp in revoked:
             self.parts.pop(tp, None)
             self.unsynced.discard(tp)
-            forget_lag(tp)
+            self._forget_lag(tp)
 
     def assigned(self, assigned: set[TopicPartition]) -> None:
         self.rebalancing = False
@@ -307,13 +307,22 @@ class PartitionTracker:
                 continue
             lag = max(0, highwater - part.position)
             metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+            _lag_shown_by[tp] = self
             total += lag
         return total
 
+    def _forget_lag(self, tp: TopicPartition) -> None:
+        """Remove the partition's lag series, unless another member (of this process) set it
+        since: in a rebalance the new owner may report before the old one lets go."""
+        if _lag_shown_by.get(tp) is not self:
+            return
+        del _lag_shown_by[tp]
+        with contextlib.suppress(KeyError):
+            metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
 
-def forget_lag(tp: TopicPartition) -> None:
-    with contextlib.suppress(KeyError):
-        metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+
+# Which member last set each partition's lag series (the gauge is the process's, shared).
+_lag_shown_by: dict[TopicPartition, PartitionTracker] = {}
 
 
 def names(tps: Iterable[TopicPartition]) -> str:

@@ -4,15 +4,19 @@ event once, and report their readiness and progress together."""
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import pytest
 from aiokafka import TopicPartition
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import metrics
+from service.application import Relbank
 from service.domain.policy import Policy
 from service.kafka.consumer import READY_CONSUMER, READY_KAFKA, members_of, run_members
 from service.kafka.members import Members
+from service.kafka.partitions import Partition, PartitionTracker
 from service.settings import Settings
 from tests.support.app import runtime_for
 from tests.support.corpus import make_corpus
@@ -51,6 +55,47 @@ def test_the_progress_gauge_is_the_oldest_members_progress() -> None:
     assert metrics.CONSUMER_LAST_PROGRESS._value.get() == 1_000.0
     members.progressed(0, 3_000.0)  # the busy one moves on; the other is the one to watch
     assert metrics.CONSUMER_LAST_PROGRESS._value.get() == 2_000.0
+
+
+class Assigned:
+    """What a tracker asks of its consumer to report lag: assignment and highwater marks."""
+
+    def __init__(self, assigned: set[TopicPartition], highwater: int) -> None:
+        self.assigned, self.end = assigned, highwater
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return self.end
+
+
+def lag_series(tp: TopicPartition) -> float | None:
+    return REGISTRY.get_sample_value(
+        "relbank_consumer_lag_records", {"topic": tp.topic, "partition": str(tp.partition)}
+    )
+
+
+def test_a_member_that_lets_go_of_a_partition_late_leaves_its_new_owners_lag() -> None:
+    tp = TopicPartition("relbank.lag-owner", 0)
+    old, new = (
+        PartitionTracker(cast(Relbank, None), "g"),
+        PartitionTracker(cast(Relbank, None), "g"),
+    )
+    for tracker, position in ((old, 90), (new, 95)):
+        tracker.start(Assigned({tp}, highwater=100))
+        tracker.parts[tp] = Partition(
+            stored=position, position=position, seeked_at_ms=0, log_id=None
+        )
+
+    old.observe_lag()
+    assert lag_series(tp) == 10
+    new.observe_lag()  # the new owner reports before the old one has let go
+    assert lag_series(tp) == 5
+    old.revoked({tp})
+    assert lag_series(tp) == 5
+    new.revoked({tp})
+    assert lag_series(tp) is None
 
 
 @pytest.mark.slow
