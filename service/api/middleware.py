@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import time
+import uuid
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.datastructures import MutableHeaders
@@ -44,7 +44,7 @@ class RequestContext:
             await self.app(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = _incoming_id(scope) or secrets.token_hex(16)  # as uuid4().hex, cheaper
+        request_id = _incoming_id(scope) or uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
         status: int | None = None
 
