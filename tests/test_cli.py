@@ -64,11 +64,13 @@ def _postmaster(folder: Path) -> int:
     return int((folder / "pgdata" / "postmaster.pid").read_text().split()[0])
 
 
-def _wait(condition: Any, what: str, seconds: float = 120) -> None:
+def _wait(condition: Any, what: str, seconds: float = 120, *, dev: Dev | None = None) -> None:
+    """Poll `condition`; on a timeout, what `dev` printed is part of the failure."""
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+            said = f"\n--- relbank dev printed ---\n{dev.output[-8000:]}" if dev else ""
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}{said}")
         time.sleep(0.2)
 
 
@@ -345,18 +347,18 @@ def test_dev_starts_its_postgres_or_broker_again_when_one_is_killed(here: Path) 
         return httpx.get(f"{api}/readyz", timeout=30).status_code == 200
 
     os.kill(postgres, signal.SIGKILL)
-    _wait(lambda: "PostgreSQL stopped" in dev.output, "the keeper to notice")
+    _wait(lambda: "PostgreSQL stopped" in dev.output, "the keeper to notice", dev=dev)
     down = httpx.get(f"{api}/readyz", timeout=30)
     if down.status_code == 503:  # unless the keeper was quicker than this probe
         # Only the database is named: the relay does not blame Kafka for it.
         assert set(down.json()["components"]) <= {"database", "consumer"}, down.text
-    _wait(ready, "readiness after PostgreSQL came back")
+    _wait(ready, "readiness after PostgreSQL came back", dev=dev)
     assert _postmaster(dev.folder) != postgres
     assert httpx.get(f"{api}/v1/customers/harbor-foods", timeout=30).status_code == 200
 
     broker = dev.info()["broker_pid"]
     os.kill(broker, signal.SIGKILL)
-    _wait(lambda: dev.info().get("broker_pid") not in (None, broker), "a new broker")
+    _wait(lambda: dev.info().get("broker_pid") not in (None, broker), "a new broker", dev=dev)
     assert _alive(dev.info()["broker_pid"])
     # The new broker, empty, on the same port: an event sent to it is applied.
     event = json.loads((here / "one.jsonl").read_text())
@@ -366,6 +368,7 @@ def test_dev_starts_its_postgres_or_broker_again_when_one_is_killed(here: Path) 
     _wait(
         lambda: httpx.get(f"{api}/v1/customers/after", timeout=30).status_code == 200,
         "the event sent to the new broker to be applied",
+        dev=dev,
     )
     assert "broker is running again" in dev.output
     assert "Traceback" not in dev.output, dev.output
