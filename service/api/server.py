@@ -48,7 +48,6 @@ class RelbankHttp(HttpToolsProtocol):
         # Bytes of the awaited head read so far (llhttp keeps what it has not finished parsing).
         # A head that arrives whole is measured by `edge.HeaderLimit`.
         self._head_read = 0
-        self._head_over = False
         self._heads_read = 0
 
     # The head deadline runs while the client owes us a request head: from the connection, or
@@ -73,7 +72,6 @@ class RelbankHttp(HttpToolsProtocol):
             return
         self._head_read += len(data)
         if self._head_read > MAX_HEADER_BYTES:
-            self._head_over = True
             self.send_400_response("request head over the cap")
 
     # Parser callbacks
@@ -111,7 +109,7 @@ class RelbankHttp(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request llhttp cannot parse: problem details, 431 when the head
         outgrew the cap."""
-        if self._head_over:
+        if self._head_read > MAX_HEADER_BYTES:
             status, detail = 431, f"the request head is over {MAX_HEADER_BYTES} bytes"
         else:
             status, detail = 400, "invalid HTTP request"

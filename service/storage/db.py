@@ -88,6 +88,9 @@ async def driver_connection(conn: AsyncConnection) -> Any:
     return raw
 
 
+_STAGING = "relbank.staging"  # the key of a session's `_Staging` in the connection's info
+
+
 class _Staging:
     """The staging tables of one session (pooled connection): those a committed transaction
     made, and those the transaction in progress made (gone again if it rolls back)."""
@@ -106,7 +109,9 @@ class _Staging:
 
 def _staging(conn: AsyncConnection) -> _Staging:
     # The connection's `info` lives as long as its session: a new session starts with none.
-    staging: _Staging = conn.info.setdefault("relbank.staging", _Staging())
+    staging: _Staging | None = conn.info.get(_STAGING)
+    if staging is None:
+        staging = conn.info[_STAGING] = _Staging()
     return staging
 
 
