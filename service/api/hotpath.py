@@ -15,7 +15,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -25,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.api import inputs, problems, routes
 from service.api.edge import CUSTOMERS_PREFIX, SegmentConvertor
 from service.api.problems import Problem
-from service.api.views import customer_view
+from service.api.views import customer_view, json_bytes
 
 EVENTS = "/v1/events"
 _SEGMENT = SegmentConvertor()
@@ -75,7 +74,7 @@ class HotPaths:
             request = Request(scope, receive)
             await problems.answer(request, routes.never_seen(customer_id))(scope, receive, send)
             return True
-        body = orjson.dumps(customer_view(account, rt.policy, datetime.now(UTC)))
+        body = json_bytes(customer_view(account, rt.policy, datetime.now(UTC)))
         await send(
             {
                 "type": "http.response.start",

@@ -20,17 +20,30 @@ from service.domain.policy import Policy
 T = TypeVar("T")
 
 
+def json_bytes(content: Any) -> bytes:
+    """JSON by orjson: datetimes as RFC 3339 (UTC as `Z`), no NaN."""
+    return orjson.dumps(content, option=orjson.OPT_UTC_Z)
+
+
 class JSONBody(JSONResponse):
-    """JSON rendered by orjson (RFC 3339 times, no NaN)."""
+    """JSON rendered by `json_bytes`."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        return json_bytes(content)
 
 
 def rfc3339(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """`value` in UTC, for `json_bytes` to write: orjson writes a datetime in a tenth of the time
+    `rfc3339` takes, which counts in a page of a hundred accounts."""
+    if value is None or value.tzinfo is UTC:
+        return value
+    return value.astimezone(UTC)
 
 
 def customer_view(account: Account, policy: Policy, now: datetime) -> dict[str, Any]:
@@ -40,15 +53,15 @@ def customer_view(account: Account, policy: Policy, now: datetime) -> dict[str, 
         "segment": account.segment,
         "balance": account.balance(now, policy),
         "status": account.status,
-        "status_since": rfc3339(account.status_since),
+        "status_since": utc(account.status_since),
         "thresholds": {
             "at_risk_below": thresholds.at_risk_below,
             "recover_at_or_above": thresholds.recover_at_or_above,
         },
-        "opened_at": rfc3339(account.opened_at),
-        "last_event_at": rfc3339(account.last_event_at),
+        "opened_at": utc(account.opened_at),
+        "last_event_at": utc(account.last_event_at),
         "entries": account.entries,
-        "next_transition_at": rfc3339(account.next_transition_at),
+        "next_transition_at": utc(account.next_transition_at),
         "policy_version": policy.version,
     }
 

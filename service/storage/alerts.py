@@ -69,11 +69,7 @@ async def for_sink(conn: AsyncConnection, *, after: int, limit: int) -> list[Sto
         ),
         {"after": after, "limit": limit},
     )
+    # Unpacked by position: a row's attributes cost more than the rest of this (a page is 100).
     return [
-        StoredAlert(
-            r.alert_id,
-            Alert(r.customer_id, r.kind, r.balance, r.threshold, r.at, r.cause_source, r.cause_id),
-            r.recorded_at,
-        )
-        for r in rows
+        StoredAlert(alert_id, Alert(*alert), recorded_at) for alert_id, *alert, recorded_at in rows
     ]
