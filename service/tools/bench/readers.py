@@ -95,10 +95,6 @@ async def _open_loop(
 async def _read(load: ReadLoad) -> list[Row]:
     pool = Pool(load.url)
     rng = random.Random(5)
-
-    def customer() -> str:
-        return f"/v1/customers/{load.prefix}-{rng.randint(1, load.accounts)}"
-
     try:
         return list(
             await asyncio.gather(
