@@ -19,6 +19,7 @@ from sqlalchemy.exc import InterfaceError as SQLAlchemyInterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
+from sqlalchemy.util import greenlet_spawn
 
 from service.retry import backoff
 
@@ -274,19 +275,31 @@ class Database:
     @asynccontextmanager
     async def driver(self) -> AsyncIterator[Any]:
         """The driver's own connection (asyncpg's), pooled, for statements run outside any
-        transaction: nothing to set on it or to reset, as `reading` must for SQLAlchemy."""
+        transaction: nothing to set on it or to reset, as `reading` must for SQLAlchemy. It is
+        checked out of the pool bare, without a SQLAlchemy connection around it, which would
+        double the cost of checking it out and in again."""
         async with self._read_slots:
-            conn = await self._connect()
+            pooled = await self._retried(
+                lambda: greenlet_spawn(self.engine.sync_engine.raw_connection)
+            )
             try:
-                async with _dropped_when_lost(conn):
-                    yield (await conn.get_raw_connection()).driver_connection
+                yield pooled.driver_connection
+            except Exception as exc:
+                if connection_lost(exc):  # as `_dropped_when_lost`
+                    await greenlet_spawn(pooled.invalidate, exc)
+                raise
             finally:
-                await conn.close()
+                await greenlet_spawn(pooled.close)
 
-    async def _connect(self, attempts: int = ATTEMPTS) -> AsyncConnection:
+    async def _connect(self) -> AsyncConnection:
+        return await self._retried(self.engine.connect)
+
+    @staticmethod
+    async def _retried(connect: Callable[[], Awaitable[T]], attempts: int = ATTEMPTS) -> T:
+        """A connection from the pool, tried again while the database cannot be reached."""
         for attempt in range(1, attempts + 1):
             try:
-                return await self.engine.connect()
+                return await connect()
             except Exception as exc:
                 if attempt == attempts or not connection_lost(exc):
                     raise
