@@ -65,11 +65,16 @@ async def load(conn: AsyncConnection, customer_ids: Iterable[str]) -> dict[str, 
     if not ids:
         return {}
     # On the driver's connection: a batch loads hundreds of accounts, and SQLAlchemy's row
-    # objects cost more than the driver's own (measured; issue 8).
+    # objects cost more than the driver's own (measured; issue 8). A join rather than
+    # `= ANY($1)`: the driver's prepared statement soon runs a generic plan, made while the table
+    # was small, and as a scan filtered by `= ANY` of a parameter it compares every row with
+    # every id (64 ids on 6,000 accounts: 4.8 ms, against 1.2 ms for the join).
     raw = await driver_connection(conn)
     try:
         rows = await raw.fetch(
-            f"SELECT {COLUMNS} FROM accounts WHERE customer_id = ANY($1::text[])", ids
+            f"SELECT {COLUMNS} FROM accounts JOIN unnest($1::text[]) AS k(customer_id) "
+            "USING (customer_id)",
+            ids,
         )
     except asyncpg.PostgresError as exc:
         raise as_dbapi_error("SELECT accounts", exc) from exc
