@@ -5,6 +5,7 @@ applies every event it sends, and reports its figures in the table and the JSON.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from service.cli import main
 from service.embedded import EmbeddedBroker
+from service.tools.bench.env import run_loop
 
 pytestmark = pytest.mark.slow
 
@@ -112,3 +114,10 @@ def test_all_refuses_an_unknown_mode(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit):
         main(["bench", "all", "--modes", "limit,nope"])
     assert "nope" in capsys.readouterr().err
+
+
+def test_the_load_generators_run_on_the_servers_loop() -> None:
+    async def running_loop() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert run_loop(running_loop()).startswith("uvloop")

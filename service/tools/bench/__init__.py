@@ -11,7 +11,6 @@ limit write to scratch schemas they drop), on topics and a consumer group of its
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import shlex
 import sys
@@ -37,14 +36,14 @@ async def _run(args: argparse.Namespace, tgt: Target, report: Report) -> None:
 
 def run(args: argparse.Namespace) -> Report:
     """Run the chosen mode, print its table (and write --json); the report."""
-    from service.tools.bench.env import target
+    from service.tools.bench.env import run_loop, target
     from service.tools.bench.report import Report
 
     for name in ("aiokafka", "httpx", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     report = Report(command=shlex.join(["relbank", *sys.argv[1:]]))
     with target(embedded=args.embedded, database_url=args.database_url) as tgt:
-        asyncio.run(_run(args, tgt, report))
+        run_loop(_run(args, tgt, report))
     print(f"relbank bench {args.kind}")
     report.print()
     if args.json:

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from service.tools.bench.env import run_loop
 from service.tools.bench.http import Connection
 from service.tools.bench.report import Row, percentile
 
@@ -134,7 +135,7 @@ def read(load: ReadLoad) -> list[Row]:
     """The open-loop reads of `load` (run in the readers' process); each row notes the cores this
     process used meanwhile (`extra["client_cpu"]`)."""
     wall, cpu = time.perf_counter(), time.process_time()
-    rows = asyncio.run(_read(load))
+    rows = run_loop(_read(load))
     cores = (time.process_time() - cpu) / (time.perf_counter() - wall)
     for row in rows:
         row.extra["client_cpu"] = cores
