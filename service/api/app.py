@@ -46,7 +46,7 @@ def authenticator_for(settings: Settings) -> Authenticator:
     if settings.auth == "disabled":
         return Authenticator(None)
     # RELBANK_METRICS_AUTH=disabled: Prometheus scrapes without a key.
-    open_scopes = frozenset({"metrics"} if _metrics_auth(settings) == "disabled" else ())
+    open_scopes = frozenset({"metrics"} if settings.metrics_auth == "disabled" else ())
     if settings.api_keys_file is None:
         raise StartupError(
             "RELBANK_API_KEYS_FILE is not set: no API key could ever be accepted. "
@@ -120,12 +120,6 @@ def create_app(
     app.add_middleware(HttpMetrics)
     app.add_middleware(RequestContext)  # last: outermost, so it sees every response
     return app
-
-
-def _metrics_auth(settings: Settings) -> str:
-    # RELBANK_METRICS_AUTH is added to Settings on another branch; until then, "enabled".
-    value: str = getattr(settings, "metrics_auth", "enabled")
-    return value
 
 
 def _document_event_schemas(app: FastAPI, policy: Policy) -> None:
